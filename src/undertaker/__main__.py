@@ -1,0 +1,7 @@
+"""``python -m undertaker``."""
+
+import sys
+
+from undertaker.cli import main
+
+sys.exit(main())

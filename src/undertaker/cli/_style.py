@@ -1,0 +1,81 @@
+"""Terminal colours and small text helpers shared by the formatters."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+_CONTROL = {i: f"\\x{i:02x}" for i in range(32)} | {10: "\\n", 9: "\\t", 13: "\\r", 127: "\\x7f"}
+
+
+def printable(text: str) -> str:
+    """Escape control characters so a hostile name cannot break the layout."""
+    return text.translate(_CONTROL)
+
+
+def use_color(choice: str, stream: TextIO = sys.stdout) -> bool:
+    """Colour on a terminal only, unless forced; ``NO_COLOR`` turns it off."""
+    if choice == "always":
+        return True
+    if choice == "never" or "NO_COLOR" in os.environ:
+        return False
+    return stream.isatty()
+
+
+class Style:
+    """ANSI styles that turn into plain text when colour is off."""
+
+    def __init__(self, enabled: bool) -> None:
+        """Enable or disable escapes for every method."""
+        self.enabled = enabled
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.enabled else text
+
+    def zombie(self, text: str) -> str:
+        """Red: a dead process waiting for its parent."""
+        return self._wrap("1;31", text)
+
+    def leader(self, text: str) -> str:
+        """Magenta: a zombie leader, alive."""
+        return self._wrap("35", text)
+
+    def blame(self, text: str) -> str:
+        """Yellow: a parent or ancestor on a zombie's path."""
+        return self._wrap("33", text)
+
+    def dim(self, text: str) -> str:
+        """Dim: secondary details."""
+        return self._wrap("2", text)
+
+    def bold(self, text: str) -> str:
+        """Bold: headers."""
+        return self._wrap("1", text)
+
+
+def duration(seconds: float) -> str:
+    """Format an age compactly: ``850ms``, ``42s``, ``3m12s``, ``2h05m``, ``4d03h``."""
+    if seconds < 1:
+        return f"{max(seconds, 0) * 1000:.0f}ms"
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def table(rows: list[list[str]], right: frozenset[int] = frozenset()) -> list[str]:
+    """Align *rows* (the first is the header) into columns; *right* aligns by index."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return lines

@@ -1,0 +1,36 @@
+"""Read the kernel's process table: records, no policy, no printing.
+
+``scan()`` takes one pass over ``/proc``; the ``read_*`` functions fetch the
+slower per-process files on demand.
+"""
+
+from undertaker.proc._read import (
+    estimate_exit_time,
+    is_same_process,
+    read_cmdline,
+    read_start_ticks,
+    read_status,
+    read_task_masks,
+)
+from undertaker.proc._scan import Process, Snapshot, scan
+from undertaker.proc._stat import StatFields, StatParseError, parse_stat
+from undertaker.proc._status import SIGCHLD_BIT, Status, StatusParseError, parse_status
+
+__all__ = [
+    "SIGCHLD_BIT",
+    "Process",
+    "Snapshot",
+    "StatFields",
+    "StatParseError",
+    "Status",
+    "StatusParseError",
+    "estimate_exit_time",
+    "is_same_process",
+    "parse_stat",
+    "parse_status",
+    "read_cmdline",
+    "read_start_ticks",
+    "read_status",
+    "read_task_masks",
+    "scan",
+]

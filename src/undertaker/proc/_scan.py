@@ -1,0 +1,217 @@
+"""One pass over ``/proc`` into immutable records.
+
+The scan reads one ``stat`` file and stats one directory per process, which
+is all a process table needs: everything else (``status``, ``cmdline``) is read
+on demand through :mod:`undertaker.proc._read`. The hot loop is kept flat on
+purpose: at 10,000 processes every microsecond per process is 10 ms.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, NamedTuple
+
+from undertaker._errors import ProcUnavailable
+from undertaker.proc._stat import StatParseError, parse_stat
+from undertaker.proc._status import StatusParseError, parse_status
+from undertaker.proc._system import boot_time, clock_ticks, hidepid, pid_max
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+_STAT_READ = 2048  # a stat line is ~350 bytes plus the name; re-read if it fills this
+
+
+class Process(NamedTuple):
+    """One process (thread group) as the scan saw it.
+
+    ``state`` is the letter of ``/proc/PID/stat`` (R S D Z T t X I ...). For a
+    thread-group leader that ended with ``pthread_exit`` while other threads
+    run, the kernel shows ``Z`` although the process is alive: use
+    :attr:`is_zombie` and :attr:`is_zombie_leader`, never ``state == "Z"``.
+    """
+
+    pid: int
+    comm: str
+    state: str
+    ppid: int
+    pgid: int
+    sid: int
+    threads: int  # live threads; a true zombie keeps 1 until it is reaped
+    start_ticks: int  # clock ticks after boot; with pid, identifies the process
+    exit_code: int | None  # raw wait status the kernel keeps (meaningful for zombies)
+    uid: int  # owner of /proc/PID: the effective uid
+    started: float  # seconds since the epoch
+    nspid: tuple[int, ...] | None  # PID in each nested namespace; read for zombies only
+
+    @property
+    def tgid(self) -> int:
+        """The thread-group id: for an entry of ``/proc`` it is the PID."""
+        return self.pid
+
+    @property
+    def is_zombie(self) -> bool:
+        """Whether the whole thread group is dead and waits for its parent."""
+        return self.state == "Z" and self.threads <= 1
+
+    @property
+    def is_zombie_leader(self) -> bool:
+        """Whether the leader exited but other threads live on (not reapable yet)."""
+        return self.state == "Z" and self.threads > 1
+
+    @property
+    def identity(self) -> tuple[int, int]:
+        """``(pid, start_ticks)``: unique for the lifetime of the boot."""
+        return (self.pid, self.start_ticks)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The result of one scan: the process table and what could not be read."""
+
+    root: str
+    processes: Mapping[int, Process]
+    taken_at: float  # time.time() when the scan began
+    boot_time: float
+    pid_max: int | None
+    unreadable: int = 0  # entries we were not allowed to read (hidepid, other users)
+    vanished: int = 0  # entries that exited between listing and reading
+    hidepid: str | None = None
+
+    @cached_property
+    def zombies(self) -> list[Process]:
+        """True zombies, oldest first."""
+        found = [p for p in self.processes.values() if p.is_zombie]
+        found.sort(key=lambda p: (p.start_ticks, p.pid))
+        return found
+
+    @cached_property
+    def zombie_leaders(self) -> list[Process]:
+        """Live processes whose leader thread shows ``Z``, oldest first."""
+        found = [p for p in self.processes.values() if p.is_zombie_leader]
+        found.sort(key=lambda p: (p.start_ticks, p.pid))
+        return found
+
+    @cached_property
+    def state_counts(self) -> Counter[str]:
+        """How many processes are in each state letter."""
+        return Counter(p.state for p in self.processes.values())
+
+    @cached_property
+    def pids_used(self) -> int:
+        """PIDs in use: every live thread takes one, and so does every zombie."""
+        return sum(p.threads or 1 for p in self.processes.values())
+
+    @cached_property
+    def _by_parent(self) -> dict[int, list[Process]]:
+        table: dict[int, list[Process]] = {}
+        for proc in self.processes.values():
+            table.setdefault(proc.ppid, []).append(proc)
+        for kids in table.values():
+            kids.sort()
+        return table
+
+    def children(self, pid: int) -> list[Process]:
+        """Return the processes whose parent is *pid*, by PID."""
+        return self._by_parent.get(pid, [])
+
+
+def _read_nspid(path: str) -> tuple[int, ...] | None:
+    try:
+        fd = os.open(path + "/status", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = os.read(fd, 16384)
+        finally:
+            os.close(fd)
+        return parse_status(data).nspid
+    except (OSError, StatusParseError):
+        return None  # gone or unreadable: the record still stands without it
+
+
+def scan(root: str = "/proc") -> Snapshot:
+    """Read the whole process table once.
+
+    Processes that exit while the scan runs are skipped and counted in
+    ``vanished``; entries we may not read are counted in ``unreadable``.
+
+    Args:
+        root: the procfs mount to read; tests point it at captured trees.
+
+    Returns:
+        An immutable snapshot.
+
+    Raises:
+        ProcUnavailable: the root cannot be listed, or is not a procfs.
+    """
+    root = root.rstrip("/") or "/"
+    taken_at = time.time()
+    try:
+        names = os.listdir(root)
+        boot = boot_time(root)
+    except OSError as err:
+        raise ProcUnavailable(root, err.strerror or str(err)) from None
+    except ValueError as err:
+        raise ProcUnavailable(root, str(err)) from None
+    hz = clock_ticks()
+    euid = os.geteuid()
+    processes: dict[int, Process] = {}
+    unreadable = vanished = 0
+    stat, open_, read, close, flags = os.stat, os.open, os.read, os.close, os.O_RDONLY
+    for name in names:
+        if not (name.isdigit() and name.isascii()):
+            continue
+        path = root + "/" + name
+        try:
+            uid = stat(path).st_uid
+            fd = open_(path + "/stat", flags)
+            try:
+                data = read(fd, _STAT_READ)
+                while len(data) % _STAT_READ == 0 and data:
+                    more = read(fd, _STAT_READ)
+                    if not more:
+                        break
+                    data += more
+            finally:
+                close(fd)
+            fields = parse_stat(data)
+        except (FileNotFoundError, ProcessLookupError):
+            vanished += 1  # exited between listdir and here: normal, not an error
+            continue
+        except (OSError, StatParseError):
+            unreadable += 1  # EACCES under hidepid, or a file that is not a stat line
+            continue
+        pid = int(name)
+        nspid = None
+        exit_code = fields.exit_code
+        if fields.state == "Z":
+            nspid = _read_nspid(path)
+            if euid not in (0, uid):
+                exit_code = None  # the kernel writes 0 unless we may ptrace-read it
+        processes[pid] = Process(
+            pid,
+            fields.comm,
+            fields.state,
+            fields.ppid,
+            fields.pgid,
+            fields.sid,
+            fields.threads,
+            fields.start_ticks,
+            exit_code,
+            uid,
+            boot + fields.start_ticks / hz,
+            nspid,
+        )
+    return Snapshot(
+        root=root,
+        processes=processes,
+        taken_at=taken_at,
+        boot_time=boot,
+        pid_max=pid_max(root),
+        unreadable=unreadable,
+        vanished=vanished,
+        hidepid=hidepid(root),
+    )

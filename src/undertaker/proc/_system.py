@@ -1,0 +1,69 @@
+"""System-wide facts read once per scan: boot time, clock ticks, PID limit."""
+
+from __future__ import annotations
+
+import os
+
+
+def read_small(path: str) -> bytes:
+    """Read a small file in one ``read`` call (procfs files are generated whole)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
+
+
+def boot_time(root: str = "/proc") -> float:
+    """Return the boot time in seconds since the epoch (``btime`` of ``/proc/stat``).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it has no ``btime`` line.
+    """
+    data = read_small(root + "/stat")
+    start = data.find(b"\nbtime ")
+    if start < 0:
+        raise ValueError(f"no btime line in {root}/stat")
+    end = data.find(b"\n", start + 1)
+    return float(data[start + 7 : end if end > 0 else None])
+
+
+def pid_max(root: str = "/proc") -> int | None:
+    """Return ``kernel.pid_max``, or None when the root has no ``sys`` tree."""
+    try:
+        return int(read_small(root + "/sys/kernel/pid_max"))
+    except (OSError, ValueError):
+        return None
+
+
+def clock_ticks() -> int:
+    """Return ``USER_HZ``, the unit of ``starttime`` in ``/proc/PID/stat``."""
+    return os.sysconf("SC_CLK_TCK")
+
+
+def hidepid(root: str = "/proc") -> str | None:
+    """Return the ``hidepid`` mount option of the procfs at *root*, if any.
+
+    With ``hidepid`` set, other users' processes are unreadable or invisible,
+    so counts from a scan are lower bounds.
+    """
+    try:
+        data = read_small("/proc/self/mountinfo")
+    except OSError:
+        return None
+    real = os.path.realpath(root)
+    found: str | None = None
+    # The last mount on a mount point is the one in effect, so keep looking.
+    for line in data.decode("utf-8", "replace").splitlines():
+        parts = line.split()
+        if len(parts) < 10 or parts[4] != real or "-" not in parts:
+            continue
+        fstype_at = parts.index("-") + 1
+        options = parts[fstype_at + 2].split(",") if len(parts) > fstype_at + 2 else []
+        found = None
+        for opt in options:
+            if opt.startswith("hidepid="):
+                value = opt.partition("=")[2]
+                found = None if value in ("0", "off") else value
+    return found
