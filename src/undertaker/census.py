@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from undertaker._errors import AccessDenied, NoSuchProcess
-from undertaker.proc import Process, Snapshot, estimate_exit_time, read_cmdline
+from undertaker.proc import ExitClock, Process, Snapshot, read_cmdline
 from undertaker.wait import WaitStatus
 
 if TYPE_CHECKING:
@@ -98,11 +98,12 @@ def take_census(
     """
     root = snapshot.root
     zombies = []
+    clock = ExitClock(root) if ages else None
     for proc in snapshot.zombies:
         if keep is not None and not keep(proc):
             continue
         status = WaitStatus(proc.exit_code & 0xFFFF) if proc.exit_code is not None else None
-        exited_at = estimate_exit_time(proc.pid, root) if ages else None
+        exited_at = clock.exit_time(proc.pid) if clock is not None else None
         zombies.append(Zombie(proc, status, exited_at))
     by_parent: dict[int, list[Zombie]] = {}
     for zombie in zombies:

@@ -163,8 +163,10 @@ def _cmd_ps(args: argparse.Namespace) -> int:
             print(render_census(census, style))
             for pid in sorted(pids):
                 proc = snapshot.processes[pid]
-                if not proc.is_zombie:
-                    print(f"pid {pid} ({proc.comm}) is not a zombie: state {proc.state}")
+                if proc.is_zombie_leader:
+                    print(f"pid {pid} is a zombie leader: alive, {proc.threads - 1} live threads")
+                elif not proc.is_zombie:
+                    print(f"pid {pid} is not a zombie: state {proc.state}")
     return EXIT_FOUND if census.zombies else EXIT_OK
 
 

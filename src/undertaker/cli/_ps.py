@@ -46,9 +46,13 @@ def _caveats(snapshot: Snapshot) -> list[str]:
     return notes
 
 
+_COMMAND_WIDTH = 72  # the whole command line is in --json; the table stays readable
+
+
 def _command(group: ParentGroup) -> str:
     if group.cmdline:
-        return printable(" ".join(group.cmdline))
+        text = printable(" ".join(group.cmdline))
+        return text if len(text) <= _COMMAND_WIDTH else text[: _COMMAND_WIDTH - 3] + "..."
     if group.process is not None:
         return f"[{printable(group.process.comm)}]"
     return "(outside this PID namespace)"
@@ -94,11 +98,11 @@ def render_census(census: Census, style: Style, now: float | None = None) -> str
             style.dim("call wait(), or exit so that init adopts and reaps it."),
         ]
     if census.leaders:
-        out += [
-            "",
+        heading = (
             f"{len(census.leaders)} zombie leader(s): alive, main thread exited, "
-            + "not reapable until the last thread ends:",
-        ]
+            "not reapable until the last thread ends:"
+        )
+        out += ["", heading]
         rows = [["PID", "PPID", "THREADS", "COMM"]]
         rows += [
             [str(p.pid), str(p.ppid), str(p.threads - 1), printable(p.comm)] for p in census.leaders

@@ -5,7 +5,7 @@ slower per-process files on demand.
 """
 
 from undertaker.proc._read import (
-    estimate_exit_time,
+    ExitClock,
     is_same_process,
     read_cmdline,
     read_start_ticks,
@@ -18,13 +18,13 @@ from undertaker.proc._status import SIGCHLD_BIT, Status, StatusParseError, parse
 
 __all__ = [
     "SIGCHLD_BIT",
+    "ExitClock",
     "Process",
     "Snapshot",
     "StatFields",
     "StatParseError",
     "Status",
     "StatusParseError",
-    "estimate_exit_time",
     "is_same_process",
     "parse_stat",
     "parse_status",

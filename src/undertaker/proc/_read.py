@@ -115,23 +115,55 @@ def _exec_start_ms(data: bytes) -> float | None:
         return None
 
 
-def estimate_exit_time(pid: int, root: str = "/proc") -> float | None:
-    """Estimate when a zombie exited, in seconds since the epoch.
+class ExitClock:
+    """Estimate when zombies exited, in seconds since the epoch.
 
     The kernel keeps no exit time. ``se.exec_start`` in ``/proc/PID/sched`` is
-    the scheduler clock at the task's last run, which for a zombie is its final
-    switch-out in ``do_exit``. We map that clock to wall time by reading our
-    own ``se.exec_start`` (we are running, so it is current to within a tick).
-    Measured error here: a few milliseconds, growing with steal time on the
-    zombie's CPU. ``/proc/PID/sched`` is a debug file, not a stable ABI: when it
-    is missing or unreadable this returns None.
+    the scheduler clock of the task's CPU at its last run, which for a zombie
+    is its final switch-out in ``do_exit``. Each CPU's scheduler clock drifts
+    from wall time by its own amount (steal and IRQ time on a VM), so we
+    calibrate per CPU: move ourselves onto that CPU once and read our own
+    ``se.exec_start`` (current to within a tick, 4 ms at HZ=250).
+
+    Error measured here: a few milliseconds. ``/proc/PID/sched`` is a debug
+    file, not a stable ABI: when it is missing or unreadable the estimate is
+    None. One instance caches its calibration; make a new one per scan.
     """
-    try:
-        zombie = _exec_start_ms(_read(f"{root}/{pid}/sched", pid))
-        now_wall = time.time()
-        own = _exec_start_ms(_read(f"{root}/self/sched", os.getpid()))
-    except (NoSuchProcess, AccessDenied):
-        return None
-    if zombie is None or own is None:
-        return None
-    return now_wall - max(own - zombie, 0.0) / 1000.0
+
+    def __init__(self, root: str = "/proc") -> None:
+        """Calibrate lazily against the procfs at *root*."""
+        self.root = root
+        self._offsets: dict[int, float | None] = {}
+
+    def _offset(self, cpu: int) -> float | None:
+        if cpu not in self._offsets:
+            self._offsets[cpu] = self._calibrate(cpu)
+        return self._offsets[cpu]
+
+    def _calibrate(self, cpu: int) -> float | None:
+        try:
+            allowed = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {cpu})
+        except OSError:
+            return None  # CPU offline or outside our cpuset
+        try:
+            own = _exec_start_ms(_read(f"{self.root}/self/sched", os.getpid()))
+            wall = time.time()
+        except (NoSuchProcess, AccessDenied):
+            return None
+        finally:
+            os.sched_setaffinity(0, allowed)
+        return None if own is None else wall - own / 1000.0
+
+    def exit_time(self, pid: int) -> float | None:
+        """Return the estimated exit time of zombie *pid*, or None if unknown."""
+        try:
+            sched = _read(f"{self.root}/{pid}/sched", pid)
+            cpu = parse_stat(_read(f"{self.root}/{pid}/stat", pid)).cpu
+        except (NoSuchProcess, AccessDenied, StatParseError):
+            return None
+        start = _exec_start_ms(sched)
+        offset = self._offset(cpu) if cpu is not None else None
+        if start is None or offset is None:
+            return None
+        return offset + start / 1000.0

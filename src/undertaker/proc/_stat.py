@@ -33,6 +33,7 @@ class StatFields(NamedTuple):
     threads: int
     start_ticks: int
     exit_code: int | None
+    cpu: int | None  # CPU the task last ran on
 
 
 class StatParseError(ValueError):
@@ -75,6 +76,7 @@ def parse_stat(data: bytes) -> StatFields:
             int(tail[NUM_THREADS]),
             int(tail[STARTTIME]),
             int(tail[EXIT_CODE]) if len(tail) > EXIT_CODE else None,
+            int(tail[PROCESSOR]) if len(tail) > PROCESSOR else None,
         )
     except (ValueError, UnicodeDecodeError) as err:
         raise StatParseError(str(err)) from None
