@@ -1,0 +1,63 @@
+"""Argument types and options shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+EXIT_OK = 0
+EXIT_FOUND = 1
+EXIT_ERROR = 2
+
+
+def pid_arg(text: str) -> int:
+    """Parse a PID: a positive decimal integer."""
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a PID: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"not a PID: {text!r} (PIDs are positive)")
+    return value
+
+
+def pid_list_arg(text: str) -> list[int]:
+    """Parse ``PID[,PID...]``."""
+    return [pid_arg(part) for part in text.split(",") if part] or [pid_arg(text)]
+
+
+def user_arg(text: str) -> int:
+    """Parse a user name or numeric uid into a uid."""
+    if text.isdigit():
+        return int(text)
+    import pwd  # noqa: PLC0415  (only --user needs the password database)
+
+    try:
+        return pwd.getpwnam(text).pw_uid
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such user: {text!r}") from None
+
+
+def flatten(groups: list[list[int]] | None) -> set[int]:
+    """Merge the lists a repeatable ``PID[,PID]`` option collected."""
+    return {item for group in groups or [] for item in group}
+
+
+def add_proc_option(sub: argparse.ArgumentParser) -> None:
+    """``--proc PATH``: the procfs root to read."""
+    sub.add_argument(
+        "--proc",
+        metavar="PATH",
+        default=os.environ.get("UNDERTAKER_PROC", "/proc"),
+        help="procfs to read (default /proc, or $UNDERTAKER_PROC)",
+    )
+
+
+def add_color_option(sub: argparse.ArgumentParser) -> None:
+    """``--color auto|always|never``."""
+    sub.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour: on a terminal only (auto), always, or never; NO_COLOR is honoured",
+    )
