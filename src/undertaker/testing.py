@@ -59,7 +59,8 @@ for z in spec["zombies"]:
         if z["name"] is not None:
             libc.prctl(15, z["name"].encode("utf-8", "surrogateescape"), 0, 0, 0)
         if z["signal"]:
-            signal.signal(z["signal"], signal.SIG_DFL)
+            if z["signal"] not in (signal.SIGKILL, signal.SIGSTOP):
+                signal.signal(z["signal"], signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {z["signal"]})
             os.kill(os.getpid(), z["signal"])
             time.sleep(5)

@@ -1,0 +1,62 @@
+"""Helpers shared by the tests: running code in a private PID namespace, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+UNDERTAKER = [sys.executable, "-m", "undertaker"]
+
+
+def can_unshare() -> bool:
+    """Whether we may create PID namespaces (root and util-linux unshare)."""
+    return os.geteuid() == 0 and shutil.which("unshare") is not None
+
+
+needs_namespace = pytest.mark.skipif(not can_unshare(), reason="needs root and unshare(1)")
+
+
+def run_in_namespace(
+    code: str, *args: str, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run Python *code* as PID 1 of a fresh PID namespace with its own /proc.
+
+    Everything it starts dies with it: when PID 1 exits the kernel kills the
+    rest of the namespace, so nothing can leak onto the host.
+    """
+    return subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def cli(
+    *args: str, timeout: float = 60, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m undertaker ARGS`` and capture its output."""
+    return subprocess.run(
+        [*UNDERTAKER, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )
+
+
+def cli_json(*args: str) -> tuple[int, Any]:
+    """Run the CLI with ``--json`` and parse its output."""
+    done = cli(*args, "--json")
+    assert done.stderr == "", done.stderr
+    return done.returncode, json.loads(done.stdout)
