@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 
@@ -93,3 +94,20 @@ def test_on_demand_status_and_cmdline() -> None:
         assert read_cmdline(parent.zombies[0]) is None
         zstatus = read_status(parent.zombies[0])
         assert zstatus.state == "Z"
+
+
+def test_exit_time_estimate_brackets_the_real_death() -> None:
+    """The estimated time of death falls between the fork and the ready report."""
+    from undertaker.census import take_census  # noqa: PLC0415
+
+    before = time.time()
+    with ZombieParent([ZombieSpec(code=1)] * 3) as parent:
+        after = time.time()
+        time.sleep(0.3)  # let the zombies age, so age and start-time differ clearly
+        census = take_census(scan(), lambda p: p.ppid == parent.pid)
+        assert len(census.zombies) == 3
+        for zombie in census.zombies:
+            assert zombie.exited_at is not None
+            # 20 ms slack: the estimate is good to a scheduler tick or two
+            assert before - 0.02 <= zombie.exited_at <= after + 0.02
+        assert census.parents[0].oldest.since <= after + 0.02
