@@ -83,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
         listed = None
         if args.all:
             listed = [p for p in sorted(snapshot.processes.values()) if keep(p)]
-        json.dump(census_json(census, listed), sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        # One write, not json.dump's one per token (~85,000 at 1,000 zombies).
+        sys.stdout.write(json.dumps(census_json(census, listed), indent=1) + "\n")
         return EXIT_FOUND if census.zombies else EXIT_OK
     style = Style(use_color(args.color))
     if args.all:

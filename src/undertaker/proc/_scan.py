@@ -16,7 +16,17 @@ from functools import cached_property
 from typing import TYPE_CHECKING, NamedTuple
 
 from undertaker._errors import ProcUnavailable
-from undertaker.proc._stat import StatParseError, parse_stat
+from undertaker.proc._stat import (
+    EXIT_CODE,
+    NUM_THREADS,
+    PGRP,
+    PPID,
+    PROCESSOR,
+    SESSION,
+    STARTTIME,
+    STATE,
+    decode_comm,
+)
 from undertaker.proc._status import StatusParseError, parse_status
 from undertaker.proc._system import boot_time, clock_ticks, hidepid, pid_max
 
@@ -161,6 +171,7 @@ def scan(root: str = "/proc") -> Snapshot:
     processes: dict[int, Process] = {}
     unreadable = vanished = 0
     stat, open_, read, close, flags = os.stat, os.open, os.read, os.close, os.O_RDONLY
+    new = tuple.__new__  # Process(...) without the Python-level __new__ of a NamedTuple
     for name in names:
         if not (name.isdigit() and name.isascii()):
             continue
@@ -177,33 +188,52 @@ def scan(root: str = "/proc") -> Snapshot:
                     data += more
             finally:
                 close(fd)
-            fields = parse_stat(data)
         except (FileNotFoundError, ProcessLookupError):
             vanished += 1  # exited between listdir and here: normal, not an error
             continue
-        except (OSError, StatParseError):
-            unreadable += 1  # EACCES under hidepid, or a file that is not a stat line
+        except OSError:
+            unreadable += 1  # EACCES under hidepid
             continue
-        pid = int(name)
+        # parse_stat() inlined (same checks, same errors): a call and a
+        # StatFields per process cost ~10% of the scan at 10,000 processes.
+        lpar = data.find(b"(")
+        rpar = data.rfind(b")")
+        tail = data[rpar + 2 :].split()
+        if lpar < 0 or rpar < lpar or len(tail) <= STARTTIME:
+            unreadable += 1  # not a stat line
+            continue
+        try:
+            state = tail[STATE].decode("ascii")
+            ppid, pgid, sid = int(tail[PPID]), int(tail[PGRP]), int(tail[SESSION])
+            threads, start_ticks = int(tail[NUM_THREADS]), int(tail[STARTTIME])
+            exit_code = int(tail[EXIT_CODE]) if len(tail) > EXIT_CODE else None
+            if len(tail) > PROCESSOR:
+                int(tail[PROCESSOR])  # unused here, but parse_stat rejects a bad one
+        except (ValueError, UnicodeDecodeError):
+            unreadable += 1  # a field that is not a number
+            continue
         nspid = None
-        exit_code = fields.exit_code
-        if fields.state == "Z":
+        if state == "Z":
             nspid = _read_nspid(path)
             if euid not in (0, uid):
                 exit_code = None  # the kernel writes 0 unless we may ptrace-read it
-        processes[pid] = Process(
-            pid,
-            fields.comm,
-            fields.state,
-            fields.ppid,
-            fields.pgid,
-            fields.sid,
-            fields.threads,
-            fields.start_ticks,
-            exit_code,
-            uid,
-            boot + fields.start_ticks / hz,
-            nspid,
+        pid = int(name)
+        processes[pid] = new(
+            Process,
+            (
+                pid,
+                decode_comm(data[lpar + 1 : rpar]),
+                state,
+                ppid,
+                pgid,
+                sid,
+                threads,
+                start_ticks,
+                exit_code,
+                uid,
+                boot + start_ticks / hz,
+                nspid,
+            ),
         )
     return Snapshot(
         root=root,

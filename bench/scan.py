@@ -1,0 +1,298 @@
+"""Scanner benchmark (issue 3, item 6): undertaker against psutil and ps.
+
+Run as root, with the project's interpreter::
+
+    /work/main/.venv/bin/python bench/scan.py [--sizes 1000,10000] [--repeat 7] [--json]
+
+The script re-executes itself as PID 1 of a private PID namespace
+(``unshare --pid --fork --mount-proc --kill-child``), so ``ps``, psutil and
+undertaker all read exactly the same process table, and everything it starts
+dies with the namespace. For each size it adds that many processes (1,000
+zombies over 10 parents, the rest sleepers) and times, side by side and
+interleaved, as medians over ``--repeat`` rounds (one warm-up round first,
+discarded):
+
+* ``undertaker.proc.scan()`` cold: a fresh interpreter per round, import and
+  scan timed inside it (interpreter start excluded); and warm, in this process;
+* ``psutil.process_iter(['pid','ppid','status','name'])`` cold, the same way:
+  import and call are timed separately, the ratio uses import + call on both
+  sides (what a fresh CLI pays after interpreter start);
+* ``undertaker ps --json`` and ``ps -eo pid,ppid,stat,comm`` end to end: the
+  wall time of the command run as a subprocess, interpreter start included.
+
+All four must report the same set of zombies, which must be the zombies the
+workload made (checked every round). It also times plain ``undertaker ps`` on
+the idle table, in the namespace and on the host. Targets (issue 3): psutil /
+scan >= 5x and ps / ``undertaker ps --json`` >= 3x at 10,000 processes;
+``undertaker ps`` idle < 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from undertaker.proc import scan
+from undertaker.testing import populate
+
+ZOMBIES = 1000
+PARENTS = 10
+STEP_TIMEOUT = 300.0  # seconds any one measured command may take
+TARGETS = {"psutil/scan": 5.0, "ps/undertaker ps --json": 3.0}
+IDLE_TARGET = 0.100
+
+_BIN = os.path.dirname(sys.executable)
+_CONSOLE = os.path.join(_BIN, "undertaker")
+UNDERTAKER = [_CONSOLE] if os.access(_CONSOLE, os.X_OK) else [sys.executable, "-m", "undertaker"]
+
+# Run in a fresh interpreter; prints import and call times and the zombie PIDs.
+_COLD_SCAN = """
+import json, sys, time
+t0 = time.perf_counter()
+from undertaker.proc import scan
+t1 = time.perf_counter()
+zombies = sorted(p.pid for p in scan().zombies)
+t2 = time.perf_counter()
+print(json.dumps([t1 - t0, t2 - t1, zombies]))
+"""
+_COLD_PSUTIL = """
+import json, sys, time
+t0 = time.perf_counter()
+import psutil
+t1 = time.perf_counter()
+zombies = sorted(p.info["pid"] for p in psutil.process_iter(["pid", "ppid", "status", "name"])
+                 if p.info["status"] == psutil.STATUS_ZOMBIE)
+t2 = time.perf_counter()
+print(json.dumps([t1 - t0, t2 - t1, zombies]))
+"""
+
+Sample = tuple[dict[str, float], list[int]]  # timings by label, zombie PIDs found
+
+
+def _run(argv: list[str]) -> tuple[float, str]:
+    """Run *argv*, return its wall time and stdout; exit status 0 or 1 is success."""
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=STEP_TIMEOUT, check=False)
+    wall = time.perf_counter() - start
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"{argv[0]} exited {done.returncode}: {done.stderr.strip()}")
+    return wall, done.stdout
+
+
+def cold(code: str, name: str) -> Sample:
+    """Import and call timed inside a fresh interpreter."""
+    _, out = _run([sys.executable, "-c", code])
+    imported, called, zombies = json.loads(out)
+    return {f"{name} import": imported, f"{name} call": called, name: imported + called}, zombies
+
+
+def scan_warm() -> Sample:
+    """The scan API in this (warm) process."""
+    start = time.perf_counter()
+    zombies = sorted(p.pid for p in scan().zombies)
+    return {"scan warm": time.perf_counter() - start}, zombies
+
+
+def undertaker_json() -> Sample:
+    """``undertaker ps --json`` end to end."""
+    wall, out = _run([*UNDERTAKER, "ps", "--json"])
+    return {"undertaker ps --json": wall}, sorted(z["pid"] for z in json.loads(out)["zombies"])
+
+
+def ps_eo() -> Sample:
+    """``ps -eo pid,ppid,stat,comm`` end to end; ``Zl`` (a zombie leader) is not a zombie."""
+    wall, out = _run(["ps", "-eo", "pid,ppid,stat,comm"])
+    zombies = []
+    for line in out.splitlines()[1:]:
+        pid, _, stat, *_ = line.split(None, 3)
+        if stat.startswith("Z") and "l" not in stat:
+            zombies.append(int(pid))
+    return {"ps -eo": wall}, sorted(zombies)
+
+
+METHODS = [
+    lambda: cold(_COLD_SCAN, "scan cold"),
+    scan_warm,
+    lambda: cold(_COLD_PSUTIL, "psutil cold"),
+    undertaker_json,
+    ps_eo,
+]
+
+
+def reap_orphans() -> None:
+    """As PID 1, reap whatever was re-parented to us and has exited."""
+    if os.getpid() != 1:
+        return
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def time_idle(repeat: int) -> dict[str, float]:
+    """Plain ``undertaker ps`` on the table as it is, median wall time."""
+    walls = [_run([*UNDERTAKER, "ps"])[0] for _ in range(repeat + 1)][1:]
+    return {"processes": len(scan().processes), "undertaker ps": statistics.median(walls)}
+
+
+def measure_size(extra: int, repeat: int) -> dict[str, Any]:
+    """Populate the table with *extra* processes, time every method, clean up."""
+    print(f"populating {extra} processes ...", file=sys.stderr, flush=True)
+    parents = populate(extra, ZOMBIES, PARENTS)
+    try:
+        expected = sorted(z for p in parents for z in p.zombies)
+        table = len(scan().processes)
+        samples: dict[str, list[float]] = {}
+        for rnd in range(repeat + 1):
+            shift = rnd % len(METHODS)  # rotate the order so no method always goes first
+            for method in METHODS[shift:] + METHODS[:shift]:
+                timings, zombies = method()
+                if zombies != expected:
+                    missing, extra_z = set(expected) - set(zombies), set(zombies) - set(expected)
+                    label = next(iter(timings))
+                    msg = (
+                        f"{label}: zombie set differs: {len(missing)} missing, {len(extra_z)} extra"
+                    )
+                    raise RuntimeError(msg)
+                if rnd:  # round 0 warms caches and is discarded
+                    for label, seconds in timings.items():
+                        samples.setdefault(label, []).append(seconds)
+                reap_orphans()
+            print(f"  round {rnd}/{repeat} done", file=sys.stderr, flush=True)
+    finally:
+        for parent in parents:
+            parent.close()
+        reap_orphans()
+    left = scan().zombies
+    if os.getpid() == 1 and left:
+        raise RuntimeError(f"{len(left)} zombies left after clean-up")
+    median = {label: statistics.median(values) for label, values in samples.items()}
+    return {
+        "extra": extra,
+        "processes": table,
+        "zombies": len(expected),
+        "median": median,
+        "ratios": {
+            "psutil/scan": median["psutil cold"] / median["scan cold"],
+            "psutil/scan (call only)": median["psutil cold call"] / median["scan cold call"],
+            "ps/undertaker ps --json": median["ps -eo"] / median["undertaker ps --json"],
+        },
+    }
+
+
+def in_namespace(sizes: list[int], repeat: int) -> dict[str, Any]:
+    """Everything that needs the private table: idle first, then each size."""
+    return {
+        "idle": time_idle(repeat),
+        "sizes": [measure_size(size, repeat) for size in sizes],
+    }
+
+
+def host_zombies() -> int:
+    """Zombies on the host right now (other users' too): for the leak check."""
+    return len(scan().zombies)
+
+
+def via_unshare(argv: list[str]) -> dict[str, Any]:
+    """Re-run this script as PID 1 of a new PID namespace and collect its results."""
+    cmd = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]
+    done = subprocess.run(
+        [*cmd, sys.executable, os.path.abspath(__file__), *argv, "--inner"],
+        stdout=subprocess.PIPE,
+        text=True,
+        timeout=3600,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def report(results: dict[str, Any]) -> str:
+    """The human-readable table."""
+    out = [f"medians of {results['repeat']} rounds (after 1 warm-up), {results['python']}"]
+    for size in results["sizes"]:
+        m = {label: seconds * 1000 for label, seconds in size["median"].items()}
+        header = f"{size['extra']:,} extra processes: {size['processes']:,} in the table"
+        out += [
+            "",
+            f"{header}, {size['zombies']:,} zombies (same set found by all four)",
+            (
+                f"  scan() cold, import+call      {m['scan cold']:9.1f} ms"
+                f"   (import {m['scan cold import']:.1f}, call {m['scan cold call']:.1f})"
+            ),
+            f"  scan() warm, in process       {m['scan warm']:9.1f} ms",
+            (
+                f"  psutil cold, import+call      {m['psutil cold']:9.1f} ms"
+                f"   (import {m['psutil cold import']:.1f}, call {m['psutil cold call']:.1f})"
+            ),
+            f"  undertaker ps --json, e2e     {m['undertaker ps --json']:9.1f} ms",
+            f"  ps -eo pid,ppid,stat,comm     {m['ps -eo']:9.1f} ms",
+        ]
+        for name, ratio in size["ratios"].items():
+            target = TARGETS.get(name)
+            verdict = ""
+            if target is not None and size["extra"] >= 10000:
+                verdict = f"   target >= {target:.0f}x: {'met' if ratio >= target else 'MISSED'}"
+            out.append(f"  ratio {name:<26}{ratio:8.2f}x{verdict}")
+    out.append("")
+    for where, idle in results["idle"].items():
+        met = "met" if idle["undertaker ps"] < IDLE_TARGET else "MISSED"
+        out.append(
+            f"undertaker ps, idle {where} ({idle['processes']} processes): "
+            f"{idle['undertaker ps'] * 1000:.1f} ms   target < 100 ms: {met}"
+        )
+    if "host zombies" in results:
+        before, after = results["host zombies"]
+        out.append(f"host zombies before/after: {before}/{after}")
+    return "\n".join(out)
+
+
+def main() -> int:
+    """Parse options; measure in a namespace (re-executing if needed); report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000", help="extra processes, comma-separated")
+    parser.add_argument("--repeat", type=int, default=7, help="measured rounds per size")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    results: dict[str, Any]
+    if os.getpid() == 1:
+        # PID 1 ignores SIGTERM without a handler: turn it into a clean exit.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+        measured = in_namespace(sizes, args.repeat)
+        if args.inner:
+            print(json.dumps(measured))
+            return 0
+        results = {
+            "idle": {"namespace": measured["idle"]},
+            "sizes": measured["sizes"],
+        }
+    else:
+        if os.geteuid() != 0:
+            parser.error("needs root to create a PID namespace")
+        before = host_zombies()
+        host_idle = time_idle(args.repeat)
+        measured = via_unshare(sys.argv[1:])
+        results = {
+            "idle": {"namespace": measured["idle"], "host": host_idle},
+            "sizes": measured["sizes"],
+            "host zombies": [before, host_zombies()],
+        }
+    results |= {"repeat": args.repeat, "python": sys.version.split()[0]}
+    print(json.dumps(results, indent=1) if args.json else report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
