@@ -1,0 +1,253 @@
+"""Options of ``undertaker run``: command line first, then ``UNDERTAKER_*`` variables.
+
+Hand-written rather than argparse: the init runs before every container
+command, and the parser has to be both quick and strict. Every option has an
+environment variable; the command line wins when both are given.
+"""
+
+from __future__ import annotations
+
+from undertaker.init._signals import SignalError, parse_signal
+
+USAGE = "usage: undertaker run [OPTIONS] -- COMMAND [ARGS...]"
+
+HELP = f"""{USAGE}
+
+Run COMMAND as the child of a minimal init: reap every orphan, forward
+signals, exit with the child's status, and drain the whole process tree on
+exit (SIGTERM, a grace period, then SIGKILL). Works as PID 1 of a container
+or, anywhere else, as a child subreaper.
+
+Options:
+  -g, --process-group     forward signals to the child's process group
+  -r, --rewrite FROM:TO   forward signal FROM as TO; TO=0 drops it (repeatable)
+      --term-delay TIME   wait TIME before forwarding SIGTERM (load-balancer drain)
+  -e, --remap-exit CODE   exit 0 when the child's status is CODE (repeatable)
+      --grace TIME        drain: how long after SIGTERM before SIGKILL (default 10s)
+      --kill-orphans      SIGKILL adopted orphans as soon as they appear
+  -p, --pdeathsig SIG     signal the init gets (and forwards) when its parent dies
+      --log-reaped        one JSON line per reaped process on stderr, and a summary
+      --no-subreaper      do not become a child subreaper (orphans escape; testing)
+  -h, --help              show this help and exit
+
+TIME is a number with an optional unit: 500ms, 10s, 2m (plain numbers are
+seconds). SIG is a name or number: TERM, SIGTERM, 15, RTMIN+1.
+
+Environment variables:
+  UNDERTAKER_PROCESS_GROUP=1        same as -g
+  UNDERTAKER_REWRITE=FROM:TO,...    same as -r, comma-separated
+  UNDERTAKER_TERM_DELAY=TIME        same as --term-delay
+  UNDERTAKER_REMAP_EXIT=CODE,...    same as -e, comma-separated
+  UNDERTAKER_GRACE=TIME             same as --grace
+  UNDERTAKER_KILL_ORPHANS=1         same as --kill-orphans
+  UNDERTAKER_PDEATHSIG=SIG          same as -p
+  UNDERTAKER_LOG_REAPED=1           same as --log-reaped
+  UNDERTAKER_SUBREAPER=0            same as --no-subreaper
+  LISTEN_PID                        if set, rewritten to the child's PID
+
+Exit status: the child's exit code, 128+N if signal N killed it, 0 for codes
+given to -e, 126 if COMMAND cannot be executed, 127 if it is not found,
+2 for a usage error.
+"""
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class UsageError(ValueError):
+    """Bad command line or environment; printed as one line, exit status 2."""
+
+
+class Options:
+    """Everything ``undertaker run`` was asked to do."""
+
+    __slots__ = (
+        "command",
+        "grace",
+        "help",
+        "kill_orphans",
+        "log_reaped",
+        "pdeathsig",
+        "process_group",
+        "remap_exit",
+        "rewrite",
+        "subreaper",
+        "term_delay",
+    )
+
+    def __init__(self) -> None:
+        """Start from the defaults."""
+        self.command: list[str] = []
+        self.process_group = False
+        self.rewrite: dict[int, int] = {}
+        self.term_delay = 0.0
+        self.remap_exit: set[int] = set()
+        self.grace = 10.0
+        self.kill_orphans = False
+        self.pdeathsig = 0
+        self.log_reaped = False
+        self.subreaper = True
+        self.help = False
+
+
+def parse_duration(text: str, what: str) -> float:
+    """Parse ``500ms``, ``10s``, ``2m``, ``1.5`` into seconds."""
+    word = text.strip().lower()
+    for unit in ("ms", "s", "m", "h"):
+        if word.endswith(unit):
+            number, scale = word[: -len(unit)], _UNITS[unit]
+            break
+    else:
+        number, scale = word, 1.0
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise UsageError(f"{what}: not a duration: {text!r} (examples: 500ms, 10s, 2m)") from None
+    if not 0 <= value <= 86400 * 365:
+        raise UsageError(f"{what}: duration out of range: {text!r}")
+    return value
+
+
+def parse_rewrite(text: str, what: str = "--rewrite") -> tuple[int, int]:
+    """Parse ``FROM:TO`` (``TERM:QUIT``, ``USR1:0``) into two signal numbers."""
+    parts = text.split(":")
+    if len(parts) != 2 or not parts[0].strip() or not parts[1].strip():
+        raise UsageError(f"{what}: expected FROM:TO such as TERM:QUIT or USR1:0, got {text!r}")
+    try:
+        source = parse_signal(parts[0])
+        target = parse_signal(parts[1], allow_zero=True)
+    except SignalError as err:
+        raise UsageError(f"{what} {text!r}: {err}") from None
+    if source in (9, 19):
+        raise UsageError(f"{what} {text!r}: SIGKILL and SIGSTOP never reach the init")
+    return source, target
+
+
+def parse_exit_code(text: str, what: str = "--remap-exit") -> int:
+    """Parse an exit status 0..255."""
+    word = text.strip()
+    if not word.isdigit() or int(word) > 255:
+        raise UsageError(f"{what}: not an exit status 0..255: {text!r}")
+    return int(word)
+
+
+def _parse_bool(text: str, what: str) -> bool:
+    word = text.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise UsageError(f"{what}: expected 1 or 0, got {text!r}")
+
+
+def _pdeathsig(text: str, what: str) -> int:
+    try:
+        return parse_signal(text)
+    except SignalError as err:
+        raise UsageError(f"{what}: {err}") from None
+
+
+def apply_environment(options: Options, environ: dict[str, str]) -> None:
+    """Read the ``UNDERTAKER_*`` variables into *options* (before the command line)."""
+    if (value := environ.get("UNDERTAKER_PROCESS_GROUP")) is not None:
+        options.process_group = _parse_bool(value, "UNDERTAKER_PROCESS_GROUP")
+    if (value := environ.get("UNDERTAKER_REWRITE")) is not None:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            source, target = parse_rewrite(item, "UNDERTAKER_REWRITE")
+            options.rewrite[source] = target
+    if (value := environ.get("UNDERTAKER_TERM_DELAY")) is not None:
+        options.term_delay = parse_duration(value, "UNDERTAKER_TERM_DELAY")
+    if (value := environ.get("UNDERTAKER_REMAP_EXIT")) is not None:
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            options.remap_exit.add(parse_exit_code(item, "UNDERTAKER_REMAP_EXIT"))
+    if (value := environ.get("UNDERTAKER_GRACE")) is not None:
+        options.grace = parse_duration(value, "UNDERTAKER_GRACE")
+    if (value := environ.get("UNDERTAKER_KILL_ORPHANS")) is not None:
+        options.kill_orphans = _parse_bool(value, "UNDERTAKER_KILL_ORPHANS")
+    if (value := environ.get("UNDERTAKER_PDEATHSIG")) is not None and value.strip():
+        options.pdeathsig = _pdeathsig(value, "UNDERTAKER_PDEATHSIG")
+    if (value := environ.get("UNDERTAKER_LOG_REAPED")) is not None:
+        options.log_reaped = _parse_bool(value, "UNDERTAKER_LOG_REAPED")
+    if (value := environ.get("UNDERTAKER_SUBREAPER")) is not None:
+        options.subreaper = _parse_bool(value, "UNDERTAKER_SUBREAPER")
+
+
+# spelling -> attribute of Options; the attributes in _FLAGS take no value.
+_SPELLINGS = {
+    "-g": "process_group",
+    "--process-group": "process_group",
+    "-r": "rewrite",
+    "--rewrite": "rewrite",
+    "--term-delay": "term_delay",
+    "-e": "remap_exit",
+    "--remap-exit": "remap_exit",
+    "--grace": "grace",
+    "--kill-orphans": "kill_orphans",
+    "-p": "pdeathsig",
+    "--pdeathsig": "pdeathsig",
+    "--log-reaped": "log_reaped",
+    "--no-subreaper": "subreaper",
+    "-h": "help",
+    "--help": "help",
+}
+_FLAGS = {"process_group", "kill_orphans", "log_reaped", "subreaper", "help"}
+
+
+def _set(options: Options, attribute: str, value: str, spelling: str) -> None:
+    if attribute == "rewrite":
+        source, target = parse_rewrite(value, spelling)
+        options.rewrite[source] = target
+    elif attribute == "remap_exit":
+        options.remap_exit.add(parse_exit_code(value, spelling))
+    elif attribute in ("term_delay", "grace"):
+        setattr(options, attribute, parse_duration(value, spelling))
+    else:  # pdeathsig
+        options.pdeathsig = _pdeathsig(value, spelling)
+
+
+def parse_options(argv: list[str], environ: dict[str, str]) -> Options:
+    """Parse ``[OPTIONS] [--] COMMAND [ARGS...]`` on top of the environment.
+
+    Option parsing stops at ``--`` or at the first word that is not an
+    option, so the command's own options are never taken for ours.
+
+    Raises:
+        UsageError: anything malformed, with a one-line message.
+    """
+    options = Options()
+    apply_environment(options, environ)
+    index = 0
+    while index < len(argv):
+        word = argv[index]
+        index += 1
+        if word == "--":
+            break
+        if not word.startswith("-") or word == "-":
+            index -= 1
+            break
+        if word.startswith("--"):
+            spelling, equals, inline = word.partition("=")
+            has_inline = bool(equals)
+        else:
+            spelling, has_inline, inline = word[:2], len(word) > 2, word[2:]
+        attribute = _SPELLINGS.get(spelling)
+        if attribute is None:
+            raise UsageError(f"unknown option {word!r}")
+        if attribute in _FLAGS:
+            if has_inline:
+                raise UsageError(f"option {spelling} takes no value")
+            setattr(options, attribute, attribute != "subreaper")
+            continue
+        if has_inline:
+            value = inline
+        elif index < len(argv):
+            value = argv[index]
+            index += 1
+        else:
+            raise UsageError(f"option {spelling} needs a value")
+        _set(options, attribute, value, spelling)
+    options.command = argv[index:]
+    if not options.command and not options.help:
+        raise UsageError("no command given (undertaker run -- COMMAND [ARGS...])")
+    return options

@@ -1,0 +1,242 @@
+"""The supervise loop: wait for a signal, forward it, reap everything, drain at the end.
+
+One iteration is exactly tini's: ``sigtimedwait`` on the blocked set (the
+timeout bounds the cost of a merged or lost SIGCHLD), act on the signal,
+then ``waitpid(-1, WNOHANG)`` until nothing is left to reap. Never one
+reap per SIGCHLD: the kernel merges them.
+
+The drain starts when the main child exits or a terminating signal is
+forwarded, whichever comes first, and the grace period runs from then.
+While the main child lives, only what it does not manage is signalled (the
+subtrees of adopted orphans); once it is gone, everything left gets
+SIGTERM. At the deadline, SIGKILL for all, then the init exits as soon as it
+has no children left.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from undertaker.init import _drain
+from undertaker.init._report import Reporter, Stats
+from undertaker.init._signals import (
+    SIGCHLD,
+    SIGCONT,
+    SIGKILL,
+    SIGSTOP,
+    SIGTERM,
+    SIGTSTP,
+    SIGTTIN,
+    SIGTTOU,
+    TERMINATING,
+    InheritedSignals,
+    name_of,
+    send,
+)
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from undertaker.init._options import Options
+    from undertaker.init._spawn import Child
+
+JOB_CONTROL = frozenset({SIGTSTP, SIGTTIN, SIGTTOU})
+IDLE_WAIT = 1.0  # tini's fallback period
+ORPHAN_POLL = 0.05  # --kill-orphans: adoption sends no signal, so we look
+DRAIN_POLL = 0.25  # catch processes forked or adopted during the drain
+KILL_POLL = 0.1  # after SIGKILL: look again for late forks
+GIVE_UP_AFTER_KILL = 5.0  # D-state processes cannot die; do not hang forever
+
+
+class Supervisor:
+    """Runs the loop for one main child and returns its final wait status."""
+
+    def __init__(
+        self, child: Child, options: Options, signals: InheritedSignals, report: Reporter
+    ) -> None:
+        """Prepare to supervise *child* as *options* ask."""
+        self.child = child
+        self.options = options
+        self.signals = signals
+        self.report = report
+        self.stats = Stats()
+        self.me = os.getpid()
+        self.status: int | None = None  # the main child's raw wait status, once reaped
+        self.no_children = False
+        self.child_stopped = False
+        self.job_stop_forwarded = False
+        self.term_due: float | None = None  # a delayed SIGTERM, on the monotonic clock
+        self.drain_deadline: float | None = None
+        self.killing_since: float | None = None
+        self.signalled: set[tuple[int, int]] = set()  # (pid, starttime) sent SIGTERM
+
+    def run(self) -> int:
+        """Loop until the main child is reaped and no child is left; return its status."""
+        while True:
+            signum = self.signals.wait(self._timeout())
+            if signum is not None and signum != SIGCHLD:
+                self.on_signal(signum)
+            if self.term_due is not None and time.monotonic() >= self.term_due:
+                self.term_due = None
+                self.forward(SIGTERM, SIGTERM)
+            self.reap()
+            if self.status is not None:
+                if self.no_children:
+                    return self.status
+                if self.drain_deadline is None:
+                    self.start_drain()
+            if self.drain_deadline is not None:
+                if self.drain_step():
+                    return self.status if self.status is not None else SIGKILL
+            elif self.options.kill_orphans:
+                self.kill_orphans()
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        timeout = ORPHAN_POLL if self.options.kill_orphans else IDLE_WAIT
+        if self.term_due is not None:
+            timeout = min(timeout, self.term_due - now)
+        if self.killing_since is not None:
+            timeout = min(timeout, KILL_POLL)
+        elif self.drain_deadline is not None:
+            timeout = min(timeout, DRAIN_POLL, self.drain_deadline - now)
+        return timeout
+
+    # -- signals -------------------------------------------------------------
+
+    def on_signal(self, signum: int) -> None:
+        """A signal reached the init: delay, rewrite, forward, maybe start the drain."""
+        if signum == SIGTERM and self.options.term_delay > 0 and self.status is None:
+            if self.term_due is None:
+                self.term_due = time.monotonic() + self.options.term_delay
+            return
+        if signum == SIGCONT:
+            self.resume_child()
+        self.forward(signum, self.options.rewrite.get(signum, signum))
+
+    def forward(self, received: int, signum: int) -> None:
+        """Send *signum* to the main child or its group, unless dropped or reaped."""
+        if signum == 0 or self.status is not None:
+            return  # dropped by --rewrite, or the PID may already be reused
+        target = -self.child.pgid if self.options.process_group else self.child.pid
+        if not send(target, signum):
+            self.report.warning(f"child already gone while forwarding {name_of(signum)}")
+        if signum in JOB_CONTROL or received in JOB_CONTROL:
+            self.job_stop_forwarded = True
+        if received in TERMINATING and self.drain_deadline is None:
+            self.start_drain()
+
+    def on_child_stopped(self, stop_signal: int) -> None:
+        """Job control: the main child stopped, so the init stops too, like a shell job.
+
+        The terminal goes back to the init's group first, so the user's shell
+        can take it; PID 1 cannot stop itself (the kernel ignores it).
+        """
+        if stop_signal not in JOB_CONTROL and not (
+            stop_signal == SIGSTOP and self.job_stop_forwarded
+        ):
+            return
+        self.child_stopped = True
+        tty = self.child.tty
+        if tty is not None:
+            try:
+                if os.tcgetpgrp(tty) == self.child.pgid:
+                    os.tcsetpgrp(tty, os.getpgrp())
+            except OSError:  # the terminal hung up meanwhile
+                self.child.tty = None
+        if self.me != 1:
+            os.kill(self.me, SIGSTOP)
+
+    def resume_child(self) -> None:
+        """SIGCONT after a job-control stop: give back the terminal, wake the whole group."""
+        if not self.child_stopped or self.status is not None:
+            return
+        self.child_stopped = self.job_stop_forwarded = False
+        tty = self.child.tty
+        if tty is not None:
+            try:
+                if os.tcgetpgrp(tty) == os.getpgrp():  # fg, not bg: hand it over
+                    os.tcsetpgrp(tty, self.child.pgid)
+            except OSError:
+                self.child.tty = None
+        send(-self.child.pgid, SIGCONT)
+
+    # -- reaping -------------------------------------------------------------
+
+    def reap(self) -> None:
+        """Reap every child that has exited; note the main child's stops."""
+        flags = os.WNOHANG | os.WUNTRACED
+        while True:
+            ident = None
+            try:
+                if self.report.reaped_lines:
+                    peek = os.waitid(os.P_ALL, 0, os.WEXITED | flags | os.WNOWAIT)
+                    if peek is None:
+                        return
+                    stat = _drain.read_stat(peek.si_pid)
+                    ident = (stat[0], stat[4]) if stat else None
+                    pid, status = os.waitpid(peek.si_pid, flags)
+                else:
+                    pid, status = os.waitpid(-1, flags)
+            except ChildProcessError:
+                self.no_children = True
+                return
+            if pid == 0:
+                return
+            if os.WIFSTOPPED(status):
+                if pid == self.child.pid:
+                    self.on_child_stopped(os.WSTOPSIG(status))
+                continue
+            main = pid == self.child.pid
+            self.stats.reaped += 1
+            if main:
+                self.status = status
+            else:
+                self.stats.orphans += 1
+            self.report.reaped(pid, status, ident, main)
+
+    def kill_orphans(self) -> None:
+        """``--kill-orphans``: SIGKILL every child of ours that is not the main child."""
+        for pid in _drain.own_children(self.me):
+            if pid != self.child.pid:
+                # Our own unreaped child: its PID cannot be reused, kill is safe.
+                send(pid, SIGKILL)
+
+    # -- draining ------------------------------------------------------------
+
+    def start_drain(self) -> None:
+        """Start the grace period and SIGTERM what nobody else will stop."""
+        self.drain_deadline = time.monotonic() + self.options.grace
+        self.drain_step()
+
+    def drain_step(self) -> bool:
+        """One drain pass; True when the init should stop waiting and exit."""
+        now = time.monotonic()
+        assert self.drain_deadline is not None  # noqa: S101  (only called while draining)
+        if self.no_children and self.status is not None:
+            return True
+        if now < self.drain_deadline:
+            skip = self.child.pid if self.status is None else None
+            for pid, start in _drain.descendants(self.me, skip).items():
+                if (pid, start) not in self.signalled and _drain.signal_process(
+                    pid, start, SIGTERM
+                ):
+                    self.signalled.add((pid, start))
+            self.stats.drained = len(self.signalled)
+            return False
+        if self.killing_since is None:
+            self.killing_since = now
+            left = _drain.descendants(self.me)
+            if left:
+                self.report.warning(
+                    f"{len(left)} process(es) still running {self.options.grace:g}s "
+                    "after SIGTERM; sending SIGKILL"
+                )
+        elif now - self.killing_since > GIVE_UP_AFTER_KILL:
+            self.report.warning("processes survive SIGKILL (uninterruptible sleep?); exiting")
+            return True
+        for pid, start in _drain.descendants(self.me).items():
+            if _drain.signal_process(pid, start, SIGKILL):
+                self.signalled.add((pid, start))
+        self.stats.drained = len({pid for pid, _ in self.signalled})
+        return False
