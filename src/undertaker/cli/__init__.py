@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 SUBCOMMANDS = {
     "ps": "ps",
     "tree": "tree",
+    "run": "run",
 }
 
 
@@ -55,6 +56,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    if argv is None and sys.argv[1:2] == ["run"]:  # the init: own parser, ends in os._exit
+        importlib.import_module("undertaker.cli.run").fast_main(sys.argv[2:])
     argv = list(sys.argv[1:] if argv is None else argv)
     first = argv[0] if argv else None
     parser = build_parser(first if first in SUBCOMMANDS else None)
