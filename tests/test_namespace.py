@@ -95,6 +95,7 @@ with ZombieParent([ZombieSpec(code=3), ZombieSpec(code=4)]) as parent:
 
 def test_nspid_chain_seen_from_the_host() -> None:
     """From the host, a zombie inside a namespace shows (host pid, inner pid)."""
+    from undertaker.census import take_census  # noqa: PLC0415
     from undertaker.proc import scan  # noqa: PLC0415
 
     proc = subprocess.Popen(
@@ -106,11 +107,12 @@ def test_nspid_chain_seen_from_the_host() -> None:
     try:
         assert proc.stdout is not None
         inner = json.loads(proc.stdout.readline())["zombies"]
-        found = {z.nspid[-1]: z for z in scan().zombies if z.nspid and len(z.nspid) == 2}
+        census = take_census(scan(owners=False), ages=False)
+        found = {z.nspid[-1]: z for z in census.zombies if len(z.nspid) == 2}
         assert set(inner) <= set(found)
         for pid in inner:
-            assert found[pid].nspid == (found[pid].pid, pid)
-            assert found[pid].pid != pid
+            assert found[pid].nspid == (found[pid].process.pid, pid)
+            assert found[pid].process.pid != pid
     finally:
         assert proc.stdin is not None
         proc.stdin.close()

@@ -26,13 +26,24 @@ def test_scan_counts_hostile_entries() -> None:
     assert snap.processes[25].comm == "\\xff\\xfe"
 
 
+def test_scan_agrees_with_parse_stat() -> None:
+    """The scan's inlined parser gives the same fields as parse_stat on every entry."""
+    from undertaker.proc import parse_stat  # noqa: PLC0415
+
+    for proc in scan(FIXTURES).processes.values():
+        fields = parse_stat(Path(FIXTURES, str(proc.pid), "stat").read_bytes())
+        assert (proc.comm, proc.state, proc.ppid, proc.pgid, proc.sid) == fields[:5]
+        assert (proc.threads, proc.start_ticks) == (fields.threads, fields.start_ticks)
+        if proc.state == "Z":
+            assert proc.exit_code == fields.exit_code
+
+
 def test_scan_zombies_and_leaders() -> None:
     """Two true zombies under one parent; the leader is apart; NSpid read for zombies."""
     snap = scan(FIXTURES)
     assert [p.pid for p in snap.zombies] == [10347, 10348]
     assert [p.pid for p in snap.zombie_leaders] == [10349]
-    assert snap.processes[10347].nspid == (10347,)
-    assert snap.processes[10346].nspid is None  # live: not read during the scan
+    assert snap.processes[10347].uid is not None
     assert snap.state_counts["Z"] == 3
     assert snap.pids_used == sum(p.threads or 1 for p in snap.processes.values())
     assert [p.pid for p in snap.children(10346)] == [22, 10347, 10348]
@@ -47,6 +58,7 @@ def test_census_groups_by_parent() -> None:
     assert group.cmdline is not None
     assert group.cmdline[1:3] == ["-I", "-S"]
     assert dict(group.statuses) == {"exited 7": 1, "killed by SIGSEGV": 1}
+    assert [z.nspid for z in group.zombies] == [(10347,), (10348,)]
     assert [p.pid for p in census.leaders] == [10349]
 
 

@@ -8,24 +8,23 @@ slow facts (parent command line, exit-time estimate) only for those.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from undertaker._errors import AccessDenied, NoSuchProcess
-from undertaker.proc import ExitClock, Process, Snapshot, read_cmdline
+from undertaker.proc import ExitClock, Process, Snapshot, read_cmdline, read_status
 from undertaker.wait import WaitStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
 
 
-@dataclass(frozen=True)
-class Zombie:
+class Zombie(NamedTuple):
     """A zombie with its decoded exit status and estimated time of death."""
 
     process: Process
     status: WaitStatus | None  # None when the kernel would not tell us
     exited_at: float | None  # seconds since the epoch, estimated; None if unknown
+    nspid: tuple[int, ...]  # PID in each nested namespace, outermost first
 
     @property
     def since(self) -> float:
@@ -33,8 +32,7 @@ class Zombie:
         return self.exited_at if self.exited_at is not None else self.process.started
 
 
-@dataclass(frozen=True)
-class ParentGroup:
+class ParentGroup(NamedTuple):
     """The zombies one parent has not reaped."""
 
     pid: int
@@ -53,8 +51,7 @@ class ParentGroup:
         return Counter(str(z.status) if z.status else "unknown" for z in self.zombies)
 
 
-@dataclass(frozen=True)
-class Census:
+class Census(NamedTuple):
     """Zombies grouped by parent, plus the live zombie leaders."""
 
     snapshot: Snapshot
@@ -63,12 +60,22 @@ class Census:
     leaders: list[Process]
 
 
+def _nspid(pid: int, root: str) -> tuple[int, ...]:
+    try:
+        return read_status(pid, root).nspid
+    except (NoSuchProcess, AccessDenied):
+        return (pid,)  # reaped since the scan, or hidden: no nesting we can see
+
+
 def selector(
     pids: Collection[int] = (),
     ppids: Collection[int] = (),
     uids: Collection[int] = (),
 ) -> Callable[[Process], bool]:
-    """Build a filter that keeps processes matching every non-empty criterion."""
+    """Build a filter that keeps processes matching every non-empty criterion.
+
+    Filtering by *uids* needs a scan with ``owners=True``.
+    """
 
     def keep(proc: Process) -> bool:
         return (
@@ -104,7 +111,7 @@ def take_census(
             continue
         status = WaitStatus(proc.exit_code & 0xFFFF) if proc.exit_code is not None else None
         exited_at = clock.exit_time(proc.pid) if clock is not None else None
-        zombies.append(Zombie(proc, status, exited_at))
+        zombies.append(Zombie(proc, status, exited_at, _nspid(proc.pid, root)))
     by_parent: dict[int, list[Zombie]] = {}
     for zombie in zombies:
         by_parent.setdefault(zombie.process.ppid, []).append(zombie)

@@ -115,7 +115,7 @@ def _zombie_table(zombies: list[Zombie], style: Style, now: float) -> list[str]:
     rows = [["PID", "PPID", "NSPID", "DEAD FOR", "EXIT", "COMM"]]
     for z in sorted(zombies, key=lambda z: (z.process.ppid, z.since, z.process.pid)):
         proc = z.process
-        nspid = ",".join(map(str, proc.nspid[1:])) if proc.nspid and len(proc.nspid) > 1 else "-"
+        nspid = ",".join(map(str, z.nspid[1:])) if len(z.nspid) > 1 else "-"
         dead = duration(now - z.exited_at) if z.exited_at is not None else "?"
         rows.append(
             [
@@ -209,7 +209,7 @@ def census_json(census: Census, processes: list[Process] | None = None) -> dict[
         "zombies": [
             _process_json(z.process)
             | {
-                "nspid": list(z.process.nspid) if z.process.nspid else [z.process.pid],
+                "nspid": list(z.nspid),
                 "exit": _exit_json(z),
                 "exited_at": round(z.exited_at, 3) if z.exited_at is not None else None,
             }

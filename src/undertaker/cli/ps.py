@@ -72,7 +72,7 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def run(args: argparse.Namespace) -> int:
     """Scan, filter, group and print; exit 1 when zombies were found."""
-    snapshot = scan(args.proc)
+    snapshot = scan(args.proc, owners=bool(args.user or args.all))
     pids, ppids = flatten(args.pid), flatten(args.ppid)
     for pid in sorted(pids | ppids):
         if pid not in snapshot.processes:

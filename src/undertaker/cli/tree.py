@@ -33,7 +33,7 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def run(args: argparse.Namespace) -> int:
     """Scan and draw; exit 1 when zombies were found."""
-    snapshot = scan(args.proc)
+    snapshot = scan(args.proc, owners=False)
     encoding = (getattr(sys.stdout, "encoding", None) or "ascii").lower()
     style = Style(use_color(args.color))
     ascii_only = args.ascii or "utf" not in encoding
