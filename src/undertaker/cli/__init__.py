@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 SUBCOMMANDS = {
     "ps": "ps",
     "tree": "tree",
+    "status": "status",
     "run": "run",
 }
 

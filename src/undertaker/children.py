@@ -1,0 +1,350 @@
+"""Children you cannot lose: ``spawn()`` returns a ``Child`` watched through a pidfd.
+
+A ``Child`` holds a pidfd from the moment ``spawn`` returns, so waiting
+sleeps in the kernel (with a timeout, or awaited from asyncio), signals can
+never hit a later process that reused the PID, and a ``Child`` dropped
+without ``wait()`` is handed to a background reaper instead of lingering as a
+zombie. ``subprocess`` does the fork and exec (and reports exec errors);
+``subprocess`` is imported on the first ``spawn``, not at ``import undertaker``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import weakref
+from typing import IO, TYPE_CHECKING, Any
+
+from undertaker._control_errors import StatusLost, TimeoutExpired
+from undertaker._errors import NoSuchProcess
+from undertaker.pidfd import pidfd_open, send_signal, wait_readable
+from undertaker.prctl import PR_SET_PDEATHSIG, prctl_function
+from undertaker.wait import WaitStatus
+
+if TYPE_CHECKING:
+    import subprocess
+    from collections.abc import Callable, Generator, Mapping, Sequence
+    from types import TracebackType
+
+    from undertaker.reaper import Reaper
+
+    StrPath = str | os.PathLike[str]
+
+_REAP = os.WEXITED | os.WNOHANG
+
+_janitor_lock = threading.Lock()
+_janitor: Reaper | None = None
+
+
+def _janitor_reaper() -> Reaper:
+    """The process-wide reaper for forgotten children, started on first need."""
+    global _janitor  # noqa: PLW0603  (one janitor per process, created lazily)
+    from undertaker.reaper import Reaper  # noqa: PLC0415  (only once a child is forgotten)
+
+    with _janitor_lock:
+        if _janitor is None or not _janitor.running or _janitor._pid != os.getpid():  # noqa: SLF001
+            _janitor = Reaper(orphans=False, sigchld=False).start()
+        return _janitor
+
+
+class _State:
+    """What a Child knows; shared with its finalizer, which must not keep the Child alive."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], pidfd: int) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.pidfd = pidfd
+        self.status: WaitStatus | None = None
+        self.lost = False
+        self.lock = threading.Lock()
+
+    def finish(self, status: WaitStatus | None) -> None:
+        """Record the outcome and tell Popen, so it neither waits nor warns later."""
+        self.status = status
+        self.lost = status is None
+        returncode = None if status is None else status.returncode
+        self.popen.returncode = 0 if returncode is None else returncode
+
+    def try_reap(self) -> WaitStatus | None:
+        """Reap if the child has exited; never blocks."""
+        with self.lock:
+            if self.status is not None or self.lost or self.pidfd < 0:
+                return self.status  # done, or handed to the janitor by close()
+            try:
+                result = os.waitid(os.P_PIDFD, self.pidfd, _REAP)
+            except ChildProcessError:
+                self.finish(None)
+                return None
+            if result is not None:
+                self.finish(WaitStatus.from_waitid(result))
+            return self.status
+
+    def done(self) -> bool:
+        return self.status is not None or self.lost
+
+
+def _forget(state: _State) -> None:
+    """Finalizer of an unwaited Child: reap now, or hand it to the janitor."""
+    with state.lock:
+        if state.pidfd < 0:
+            return
+    if state.try_reap() is not None or state.lost:
+        os.close(state.pidfd)
+        state.pidfd = -1
+        return
+    fd, state.pidfd = state.pidfd, -1
+    _janitor_reaper().manage(state.pid, pidfd=fd, on_exit=lambda _pid, st: state.finish(st))
+
+
+class Child:
+    """A child process started by ``spawn``, reaped exactly once, by us.
+
+    Attributes:
+        pid: the process ID (valid for signalling only through this object).
+        args: the argument vector.
+        stdin, stdout, stderr: pipe ends when ``subprocess.PIPE`` was asked for.
+    """
+
+    def __init__(self, popen: subprocess.Popen[bytes], pidfd: int) -> None:
+        """Wrap a started ``Popen``; use ``spawn()`` rather than this."""
+        self._state = _State(popen, pidfd)
+        self.pid = popen.pid
+        self.args = popen.args
+        self.stdin: IO[bytes] | None = popen.stdin
+        self.stdout: IO[bytes] | None = popen.stdout
+        self.stderr: IO[bytes] | None = popen.stderr
+        # Dropped without wait(): reap it anyway. Not at interpreter exit: a
+        # child still running then is re-parented and reaped by its new parent.
+        self._finalizer = weakref.finalize(self, _forget, self._state)
+        self._finalizer.atexit = False
+
+    def __repr__(self) -> str:
+        """``<Child pid=42 running>`` or ``<Child pid=42 exited 3>``."""
+        state = "running" if self._state.status is None else str(self._state.status)
+        return f"<Child pid={self.pid} {'status lost' if self._state.lost else state}>"
+
+    @property
+    def status(self) -> WaitStatus | None:
+        """The exit status once reaped (by ``wait``, ``poll`` or ``terminate``), else None."""
+        return self._state.status
+
+    @property
+    def returncode(self) -> int | None:
+        """Like ``Popen.returncode``: the exit code, ``-N`` for signal N, None while running."""
+        status = self._state.status
+        return None if status is None else status.returncode
+
+    def _result(self) -> WaitStatus:
+        if self._state.status is None:
+            raise StatusLost(self.pid)
+        return self._state.status
+
+    def poll(self) -> WaitStatus | None:
+        """Reap the child if it has exited, without blocking.
+
+        Raises:
+            StatusLost: other code reaped it first (a ``waitpid(-1)`` loop).
+        """
+        self._state.try_reap()
+        return self._result() if self._state.done() else None
+
+    def wait(self, timeout: float | None = None) -> WaitStatus:
+        """Wait for the child to exit and reap it.
+
+        Sleeps on the pidfd (no polling loop). Safe to call from several
+        threads: one reaps, all get the same status. If SIGCHLD is set to
+        ``SIG_IGN`` the kernel reaps the child itself and ``StatusLost`` is raised.
+
+        Args:
+            timeout: seconds; None waits for ever.
+
+        Returns:
+            The decoded exit status.
+
+        Raises:
+            TimeoutExpired: still running after *timeout* seconds (it is not killed).
+            StatusLost: other code reaped it first.
+        """
+        if not self._state.done():
+            fd = self._state.pidfd
+            if fd >= 0 and not wait_readable(fd, timeout):
+                raise TimeoutExpired(self.pid, timeout)
+            self._state.try_reap()
+        return self._result()
+
+    async def wait_async(self, timeout: float | None = None) -> WaitStatus:
+        """``wait()`` for asyncio: the pidfd is watched by the running event loop.
+
+        Raises:
+            TimeoutExpired: still running after *timeout* seconds.
+            StatusLost: other code reaped it first.
+        """
+        import asyncio  # noqa: PLC0415  (only asyncio users pay for it)
+
+        if self._state.done() or self._state.try_reap() is not None:
+            return self._result()
+        loop = asyncio.get_running_loop()
+        exited = loop.create_future()
+        fd = self._state.pidfd
+
+        def readable() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(fd, readable)
+        try:
+            await asyncio.wait_for(exited, timeout)
+        except asyncio.TimeoutError:
+            raise TimeoutExpired(self.pid, timeout) from None
+        finally:
+            loop.remove_reader(fd)
+        self._state.try_reap()
+        return self._result()
+
+    def __await__(self) -> Generator[Any, None, WaitStatus]:
+        """``status = await child`` waits without a timeout."""
+        return self.wait_async().__await__()
+
+    def send_signal(self, sig: int) -> None:
+        """Send *sig* through the pidfd; does nothing once the child is reaped."""
+        with self._state.lock:
+            if self._state.done() or self._state.pidfd < 0:
+                return
+            try:
+                send_signal(self._state.pidfd, sig, self.pid)
+            except NoSuchProcess:
+                pass  # reaped by other code a moment ago; poll() will say so
+
+    def kill(self) -> None:
+        """Send SIGKILL."""
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self, grace: float = 5.0) -> WaitStatus:
+        """Stop the child: SIGTERM, then SIGKILL if it is still running after *grace* seconds.
+
+        Args:
+            grace: seconds to let it clean up after SIGTERM.
+
+        Returns:
+            Its exit status (``killed by SIGTERM``, or whatever its handler chose).
+
+        Raises:
+            StatusLost: other code reaped it first.
+        """
+        if self.poll() is not None:
+            return self._result()
+        self.send_signal(signal.SIGTERM)
+        try:
+            return self.wait(grace)
+        except TimeoutExpired:
+            self.kill()
+            return self.wait()
+
+    def close(self) -> None:
+        """Close our pipe ends; an unreaped child goes to the background reaper."""
+        for stream in (self.stdin, self.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+        self._finalizer()
+
+    def __enter__(self) -> Child:  # noqa: PYI034  (Self needs 3.11)
+        """Use as ``with spawn(...) as child:``."""
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Terminate the child if it still runs (SIGTERM, 5 s, SIGKILL), then close."""
+        try:
+            if not self._state.done():
+                self.terminate()
+        except StatusLost:
+            pass  # nothing left to clean up
+        finally:
+            self.close()
+
+
+def _death_signal_preexec(sig: int) -> Callable[[], None]:
+    """Build the function run between fork and exec: set the signal, then close the race."""
+    prctl = prctl_function()  # resolved here: the child must not load libraries
+    parent = os.getpid()
+    number = int(sig)
+
+    def preexec() -> None:
+        if prctl(PR_SET_PDEATHSIG, number, 0, 0, 0) != 0:
+            raise OSError("prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:
+            # The parent died before prctl took effect: nobody will signal us.
+            os.kill(os.getpid(), number)
+
+    return preexec
+
+
+def spawn(
+    argv: Sequence[StrPath],
+    *,
+    parent_death_signal: int | None = None,
+    new_session: bool = False,
+    cwd: StrPath | None = None,
+    env: Mapping[str, str] | None = None,
+    stdin: int | IO[Any] | None = None,
+    stdout: int | IO[Any] | None = None,
+    stderr: int | IO[Any] | None = None,
+    pass_fds: Sequence[int] = (),
+) -> Child:
+    """Start a program as a child that is always reaped.
+
+    Args:
+        argv: the program and its arguments; the program is looked up on PATH.
+        parent_death_signal: a signal the kernel sends the child when we die
+            (``prctl(PR_SET_PDEATHSIG)``), e.g. ``signal.SIGTERM``. Race: it
+            fires when the *thread* that called ``spawn`` exits, so spawn from a
+            long-lived thread. Setting it makes ``subprocess`` use ``fork``
+            instead of ``vfork`` and run a tiny Python function in the child.
+        new_session: start the child in a new session (``setsid``), so
+            terminal signals sent to our process group do not reach it.
+        cwd: working directory of the child.
+        env: environment of the child (default: ours).
+        stdin: ``None`` (inherit), ``subprocess.PIPE``, ``subprocess.DEVNULL``,
+            a file descriptor or a file object; the same for *stdout*, *stderr*.
+        stdout: as *stdin*.
+        stderr: as *stdin*, plus ``subprocess.STDOUT``.
+        pass_fds: extra descriptors the child keeps; all others are closed.
+
+    Returns:
+        The running ``Child``.
+
+    Raises:
+        FileNotFoundError: the program does not exist (likewise ``PermissionError``).
+        NotSupported: pidfds (Linux 5.3) or prctl are not available here.
+        ValueError: *parent_death_signal* is not a signal number.
+    """
+    import subprocess  # noqa: PLC0415  (keeps ``import undertaker`` light)
+
+    preexec = None
+    if parent_death_signal is not None:
+        if int(parent_death_signal) not in signal.valid_signals():
+            raise ValueError(f"not a signal number: {parent_death_signal}")
+        preexec = _death_signal_preexec(parent_death_signal)
+    popen = subprocess.Popen(
+        list(argv),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        cwd=cwd,
+        env=env,
+        start_new_session=new_session,
+        pass_fds=tuple(pass_fds),
+        preexec_fn=preexec,  # noqa: PLW1509  (it only calls prctl and getppid)
+    )
+    try:
+        pidfd = pidfd_open(popen.pid)  # a child stays a zombie until we reap: no reuse race
+    except BaseException:
+        popen.kill()
+        popen.wait()
+        raise
+    return Child(popen, pidfd)
