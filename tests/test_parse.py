@@ -115,3 +115,11 @@ def test_status_without_nspid_falls_back_to_tgid() -> None:
     lines = _read("10346", "status").split(b"\n")
     data = b"\n".join(line for line in lines if not line.startswith(b"NSpid"))
     assert parse_status(data).nspid == (10346,)
+
+
+def test_read_nspid_matches_full_parse() -> None:
+    """The NSpid fast path agrees with parse_status on every captured process."""
+    from undertaker.proc import read_nspid  # noqa: PLC0415
+
+    for pid in ("2", "10346", "10347", "10348", "10349"):
+        assert read_nspid(int(pid), str(FIXTURES)) == parse_status(_read(pid, "status")).nspid

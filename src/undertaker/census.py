@@ -11,7 +11,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, NamedTuple
 
 from undertaker._errors import AccessDenied, NoSuchProcess
-from undertaker.proc import ExitClock, Process, Snapshot, read_cmdline, read_status
+from undertaker.proc import ExitClock, Process, Snapshot, read_cmdline, read_nspid
 from undertaker.wait import WaitStatus
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ class Census(NamedTuple):
 
 def _nspid(pid: int, root: str) -> tuple[int, ...]:
     try:
-        return read_status(pid, root).nspid
+        return read_nspid(pid, root) or (pid,)
     except (NoSuchProcess, AccessDenied):
         return (pid,)  # reaped since the scan, or hidden: no nesting we can see
 

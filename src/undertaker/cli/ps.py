@@ -83,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
         listed = None
         if args.all:
             listed = [p for p in sorted(snapshot.processes.values()) if keep(p)]
-        # One write, not json.dump's one per token (~85,000 at 1,000 zombies).
-        sys.stdout.write(json.dumps(census_json(census, listed), indent=1) + "\n")
+        # Indented for a person at a terminal; compact for a pipe, where json's
+        # C encoder runs (indent forces the pure-Python one: 13 ms at 1,000 zombies).
+        indent = 1 if sys.stdout.isatty() else None
+        sys.stdout.write(json.dumps(census_json(census, listed), indent=indent) + "\n")
         return EXIT_FOUND if census.zombies else EXIT_OK
     style = Style(use_color(args.color))
     if args.all:

@@ -50,6 +50,28 @@ def read_status(pid: int, root: str = "/proc") -> Status:
         raise NoSuchProcess(pid, f"unreadable status: {err}") from None
 
 
+def read_nspid(pid: int, root: str = "/proc") -> tuple[int, ...]:
+    """Return the PID of *pid* in each nested PID namespace, outermost first.
+
+    Only the ``NSpid:`` line of ``status`` is parsed: the full parse costs
+    about 20 us, which adds up at a thousand zombies. Kernels before 4.1 have
+    no such line; then the answer is ``(pid,)``.
+
+    Raises:
+        NoSuchProcess: the process is gone.
+        AccessDenied: the file is hidden from us (hidepid).
+    """
+    data = _read(f"{root}/{pid}/status", pid)
+    start = data.find(b"\nNSpid:")
+    if start < 0:
+        return (pid,)
+    end = data.find(b"\n", start + 1)
+    try:
+        return tuple(int(p) for p in data[start + 7 : end if end > 0 else None].split())
+    except ValueError:
+        raise NoSuchProcess(pid, "unreadable NSpid line") from None
+
+
 def read_task_masks(pid: int, root: str = "/proc") -> list[Status]:
     """Read the status of every thread of *pid*: signal blocking is per thread."""
     try:
