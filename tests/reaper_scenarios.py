@@ -1,0 +1,184 @@
+"""Reaper experiments, each run in a fresh process: ``python reaper_scenarios.py NAME ARGS``.
+
+Running them apart keeps the test session's own children and SIGCHLD
+disposition untouched (the naive handler would corrupt the session itself).
+Each prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from undertaker import Reaper
+from undertaker.testing import proc_state, sleep_until
+
+ORPHAN_MAKER = ["sh", "-c", "(exit 5) & (sleep 0.02; exit 6) & exit 0"]  # two orphans per run
+
+
+def zombie_children() -> list[int]:
+    """Our children that are zombies now."""
+    found = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as listing:
+                pids = [int(p) for p in listing.read().split()]
+        except FileNotFoundError:
+            continue  # a pool thread ended
+        found += [pid for pid in pids if proc_state(pid) == "Z"]
+    return found
+
+
+def naive_handler(_signum: int, _frame: object) -> None:
+    """The classic reap-everything handler the issue warns about."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def stress(mode: str, calls: int, threads: int, makers: int) -> dict[str, object]:
+    """subprocess.run across threads while the main thread makes orphans."""
+    reaper = None
+    if mode == "reaper":
+        reaper = Reaper().start()
+    else:
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # a subreaper too, for the same orphans
+        signal.signal(signal.SIGCHLD, naive_handler)
+
+    def job(i: int) -> bool:
+        code = 1 + i % 100
+        done = subprocess.run(["sh", "-c", f"exit {code}"], capture_output=True, check=False)
+        return done.returncode == code
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        results = pool.map(job, range(calls))
+        for _ in range(makers):
+            subprocess.run(ORPHAN_MAKER, check=True)
+        wrong = calls - sum(results)
+    seconds = time.monotonic() - started
+    made = 2 * makers
+    reaped = 0
+    if reaper is not None:
+        sleep_until(lambda: sum(r.orphan for r in reaper.history) >= made, timeout=30)
+        reaped = sum(r.orphan for r in reaper.history)
+        codes = sorted({r.status.exit_code for r in reaper.history if r.orphan})
+        reaper.stop()
+    else:
+        codes = []
+    return {
+        "wrong": wrong,
+        "calls": calls,
+        "orphans_made": made,
+        "orphans_reaped": reaped,
+        "orphan_codes": codes,
+        "zombies_left": len(zombie_children()),
+        "seconds": round(seconds, 2),
+    }
+
+
+def stdlib_owners() -> dict[str, object]:
+    """Main-thread subprocess, multiprocessing, asyncio and os.waitpid under the Reaper."""
+    with Reaper(grace=0.5) as reaper:
+        runs = [
+            subprocess.run(["sh", "-c", f"exit {n}"], capture_output=True, check=False).returncode
+            for n in range(1, 51)
+        ]
+        context = multiprocessing.get_context("fork")
+        process = context.Process(target=sys.exit, args=(5,))
+        process.start()
+        sleep_until(lambda: proc_state(process.pid or 0) == "Z", 10)
+        time.sleep(2 * reaper.grace)  # the reaper sees it as a zombie well past its grace
+        process.join(10)
+
+        async def run_async() -> int | None:
+            child = await asyncio.create_subprocess_exec("sh", "-c", "sleep 0.1; exit 9")
+            return await child.wait()
+
+        async_code = asyncio.run(run_async())
+        pid = os.fork()
+        if pid == 0:
+            os._exit(4)
+        _, raw = os.waitpid(pid, 0)  # blocked in wait4: the reaper must leave it alone
+        stolen = [r.pid for r in reaper.history]
+    return {
+        "runs_wrong": sum(code != n for code, n in zip(runs, range(1, 51), strict=True)),
+        "multiprocessing": process.exitcode,
+        "asyncio": async_code,
+        "waitpid": os.waitstatus_to_exitcode(raw),
+        "reaped_by_reaper": stolen,
+    }
+
+
+def late_waiter(claim: bool) -> dict[str, object]:
+    """Popen, then wait long after the child exits: the documented misjudgement."""
+    with Reaper(grace=0.2) as reaper:
+        popen = subprocess.Popen(["sh", "-c", "exit 7"])
+        if claim:
+            reaper.claim(popen.pid)
+        sleep_until(lambda: proc_state(popen.pid) == "Z", 10)
+        sleep_until(lambda: any(r.pid == popen.pid for r in reaper.history), 3)
+        code = popen.wait()
+    return {"returncode": code}
+
+
+def manage() -> dict[str, object]:
+    """A handed-over child is reaped when it exits, and its status reported."""
+    seen: list[tuple[int, str]] = []
+    with Reaper(orphans=False) as reaper:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(0.2)
+            os._exit(3)
+        reaper.manage(pid, on_exit=lambda p, status: seen.append((p, str(status))))
+        sleep_until(lambda: bool(seen), 10)
+        state = proc_state(pid)
+    return {"pid": pid, "seen": seen, "state_after": state}
+
+
+def handler_policy() -> dict[str, object]:
+    """auto leaves an existing handler alone; True chains to it; stop restores."""
+
+    def mine(signum: int, _frame: object) -> None:
+        calls.append(signum)
+
+    calls: list[int] = []
+    out: dict[str, object] = {}
+    with Reaper(orphans=False) as reaper:
+        out["default_installed"] = reaper.sigchld_installed
+    out["restored_default"] = signal.getsignal(signal.SIGCHLD) == signal.SIG_DFL
+    signal.signal(signal.SIGCHLD, mine)
+    with Reaper(orphans=False) as reaper:
+        out["auto_with_handler"] = reaper.sigchld_installed
+        out["still_mine"] = signal.getsignal(signal.SIGCHLD) == mine
+    with Reaper(orphans=False, sigchld=True) as reaper:
+        out["forced"] = reaper.sigchld_installed
+        subprocess.run(["true"], check=True)
+        sleep_until(lambda: bool(calls), 5)
+        out["chained"] = bool(calls)
+    out["restored_mine"] = signal.getsignal(signal.SIGCHLD) == mine
+    return out
+
+
+if __name__ == "__main__":
+    name, args = sys.argv[1], sys.argv[2:]
+    if name == "stress":
+        result = stress(args[0], int(args[1]), int(args[2]), int(args[3]))
+    elif name == "late_waiter":
+        result = late_waiter(args[0] == "claim")
+    else:
+        named = {"stdlib_owners": stdlib_owners, "manage": manage, "handler_policy": handler_policy}
+        result = named[name]()
+    print(json.dumps(result))

@@ -1,0 +1,89 @@
+"""The cooperative Reaper: reaps orphans and handed-over children, steals no status.
+
+Every experiment runs in a fresh interpreter (``reaper_scenarios.py``) so a
+naive handler or a stolen status can never corrupt the test session itself.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCENARIOS = Path(__file__).with_name("reaper_scenarios.py")
+
+
+def scenario(*args: str, timeout: float = 90) -> dict:  # type: ignore[type-arg]
+    done = subprocess.run(
+        [sys.executable, str(SCENARIOS), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+@pytest.mark.smoke
+def test_200_runs_across_8_threads_keep_their_exit_codes() -> None:
+    """200 subprocess.run calls on 8 threads while 80 orphans are adopted: 0 wrong codes."""
+    result = scenario("stress", "reaper", "200", "8", "40")
+    print(result)
+    assert result["wrong"] == 0
+    assert result["orphans_reaped"] == result["orphans_made"] == 80
+    assert result["orphan_codes"] == [5, 6]
+    assert result["zombies_left"] == 0
+
+
+def test_naive_waitpid_handler_corrupts_exit_codes() -> None:
+    """Negative control: the same workload under a waitpid(-1) handler gets codes wrong."""
+    result = scenario("stress", "naive", "200", "8", "40")
+    print(result)
+    assert result["wrong"] > 0
+
+
+def test_stdlib_owners_keep_their_statuses() -> None:
+    """Main-thread subprocess, multiprocessing, asyncio and os.waitpid all see true codes."""
+    result = scenario("stdlib_owners")
+    assert result == {
+        "runs_wrong": 0,
+        "multiprocessing": 5,
+        "asyncio": 9,
+        "waitpid": 4,
+        "reaped_by_reaper": [],
+    }
+
+
+def test_late_waiter_is_misjudged_without_claim() -> None:
+    """The documented limit: a main-thread child waited for long after its exit reads 0."""
+    assert scenario("late_waiter", "no") == {"returncode": 0}
+
+
+def test_claim_protects_a_late_waiter() -> None:
+    """claim(pid) keeps the status for the code that will wait later."""
+    assert scenario("late_waiter", "claim") == {"returncode": 7}
+
+
+def test_managed_child_is_reaped_and_reported() -> None:
+    """manage(pid) reaps the child when it exits and calls on_exit with its status."""
+    result = scenario("manage")
+    assert result["seen"] == [[result["pid"], "exited 3"]]
+    assert result["state_after"] is None
+
+
+@pytest.mark.smoke
+def test_sigchld_handler_policy() -> None:
+    """auto never replaces a handler; sigchld=True chains to it; stop restores the old one."""
+    assert scenario("handler_policy") == {
+        "default_installed": True,
+        "restored_default": True,
+        "auto_with_handler": False,
+        "still_mine": True,
+        "forced": True,
+        "chained": True,
+        "restored_mine": True,
+    }
