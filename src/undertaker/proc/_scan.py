@@ -24,7 +24,6 @@ from undertaker.proc._stat import (
     SESSION,
     STARTTIME,
     STATE,
-    decode_comm,
 )
 from undertaker.proc._system import boot_time, clock_ticks, hidepid, pid_max
 
@@ -174,10 +173,31 @@ def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
     try:
         names = os.listdir(root)
         boot = boot_time(root)
+        # Paths relative to an open directory save resolving the root each time.
+        dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as err:
         raise ProcUnavailable(root, err.strerror or str(err)) from None
     except ValueError as err:
         raise ProcUnavailable(root, str(err)) from None
+    try:
+        processes, unreadable, vanished = _read_table(names, dir_fd, boot, owners)
+    finally:
+        os.close(dir_fd)
+    return Snapshot(
+        root=root,
+        processes=processes,
+        taken_at=taken_at,
+        boot_time=boot,
+        pid_max=pid_max(root),
+        unreadable=unreadable,
+        vanished=vanished,
+        hidepid=hidepid(root),
+    )
+
+
+def _read_table(
+    names: list[str], dir_fd: int, boot: float, owners: bool
+) -> tuple[dict[int, Process], int, int]:
     tick = 1.0 / clock_ticks()
     euid = os.geteuid()
     processes: dict[int, Process] = {}
@@ -187,10 +207,9 @@ def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
     for name in names:
         if not (name.isdigit() and name.isascii()):
             continue
-        path = root + "/" + name
         try:
-            uid = stat(path).st_uid if owners else None
-            fd = open_(path + "/stat", flags)
+            uid = stat(name, dir_fd=dir_fd).st_uid if owners else None
+            fd = open_(name + "/stat", flags, dir_fd=dir_fd)
             try:
                 data = read(fd, _STAT_READ)
                 while len(data) % _STAT_READ == 0 and data:
@@ -225,7 +244,7 @@ def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
                 tail = data[rpar + 2 :].split()
                 exit_code = int(tail[EXIT_CODE]) if len(tail) > EXIT_CODE else None
                 if uid is None:
-                    uid = stat(path).st_uid
+                    uid = stat(name, dir_fd=dir_fd).st_uid
                 if euid not in (0, uid):
                     exit_code = None  # the kernel writes 0 unless we may ptrace-read it
         except (ValueError, UnicodeDecodeError):
@@ -239,7 +258,7 @@ def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
             Process,
             (
                 pid,
-                decode_comm(data[lpar + 1 : rpar]),
+                data[lpar + 1 : rpar].decode("utf-8", "backslashreplace"),  # decode_comm()
                 state,
                 ppid,
                 pgid,
@@ -251,13 +270,4 @@ def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
                 boot + start_ticks * tick,
             ),
         )
-    return Snapshot(
-        root=root,
-        processes=processes,
-        taken_at=taken_at,
-        boot_time=boot,
-        pid_max=pid_max(root),
-        unreadable=unreadable,
-        vanished=vanished,
-        hidepid=hidepid(root),
-    )
+    return processes, unreadable, vanished
