@@ -1,0 +1,187 @@
+"""spawn() and Child: pidfd waits, timeouts, asyncio, terminate, forgotten children, pdeathsig."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from undertaker import (
+    NoSuchProcess,
+    StatusLost,
+    TimeoutExpired,
+    WaitStatus,
+    spawn,
+    wait_for_exit,
+)
+from undertaker.pidfd import pidfd_open, wait_readable
+from undertaker.testing import ZombieParent, ZombieSpec, proc_state, sleep_until
+
+# A parent that spawns `sleep 60` (with or without a death signal), reports the
+# sleeper's PID, then waits to be killed.
+PARENT = r"""
+import signal, sys
+from undertaker import spawn
+sig = int(sys.argv[1]) or None
+child = spawn(["sleep", "60"], parent_death_signal=sig)
+print(child.pid, flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.smoke
+def test_wait_returns_the_decoded_status() -> None:
+    """wait() reaps through the pidfd and decodes the status; returncode follows Popen."""
+    child = spawn(["sh", "-c", "exit 3"])
+    assert child.wait(10) == WaitStatus.exited_with(3)
+    assert child.returncode == 3
+    assert proc_state(child.pid) is None
+    assert repr(child) == f"<Child pid={child.pid} exited 3>"
+
+
+@pytest.mark.smoke
+def test_wait_timeout_then_terminate() -> None:
+    """A timeout raises without killing; terminate() ends it with SIGTERM."""
+    child = spawn(["sleep", "30"])
+    with pytest.raises(TimeoutExpired):
+        child.wait(0.05)
+    assert child.poll() is None
+    assert child.terminate(grace=5) == WaitStatus.killed_by(signal.SIGTERM)
+
+
+def test_terminate_escalates_to_sigkill() -> None:
+    """A child ignoring SIGTERM is killed after the grace period."""
+    child = spawn(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import signal,time; signal.signal(15, signal.SIG_IGN); "
+                "print('ready', flush=True); time.sleep(30)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    assert child.stdout.readline() == b"ready\n"
+    started = time.monotonic()
+    assert child.terminate(grace=0.2) == WaitStatus.killed_by(signal.SIGKILL)
+    assert time.monotonic() - started < 10
+    child.close()
+
+
+@pytest.mark.smoke
+def test_child_is_awaitable() -> None:
+    """``await child`` waits on the event loop; wait_async honours a timeout."""
+
+    async def main() -> tuple[WaitStatus, bool]:
+        sleeper = spawn(["sleep", "30"])
+        try:
+            await sleeper.wait_async(timeout=0.05)
+        except TimeoutExpired:
+            timed_out = True
+        sleeper.kill()
+        await sleeper
+        return await spawn(["sh", "-c", "sleep 0.05; exit 4"]), timed_out
+
+    status, timed_out = asyncio.run(main())
+    assert status == WaitStatus.exited_with(4)
+    assert timed_out
+
+
+def test_forgotten_child_is_reaped() -> None:
+    """A Child dropped without wait() is reaped when it exits: no zombie lingers."""
+    child = spawn(["sh", "-c", "sleep 0.2; exit 6"])
+    pid = child.pid
+    del child
+    gc.collect()
+    assert sleep_until(lambda: proc_state(pid) is None, 10)
+
+
+def test_context_manager_terminates() -> None:
+    """Leaving the block stops a child that still runs."""
+    with spawn(["sleep", "30"]) as child:
+        pass
+    assert child.status == WaitStatus.killed_by(signal.SIGTERM)
+
+
+def test_status_lost_when_someone_else_reaps() -> None:
+    """If other code reaps our child, wait() says the status is lost instead of inventing 0."""
+    child = spawn(["sh", "-c", "exit 2"])
+    os.waitpid(child.pid, 0)  # the thief
+    with pytest.raises(StatusLost, match="reaped by other code"):
+        child.wait(10)
+
+
+def _start_and_kill_parent(sig: int) -> int:
+    """Run PARENT, SIGKILL it once its child runs; return the child's pidfd."""
+    with subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(int(sig))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as parent:
+        assert parent.stdout is not None
+        fd = pidfd_open(int(parent.stdout.readline()))
+        parent.kill()
+    return fd
+
+
+def _reap_adopted(fd: int) -> WaitStatus:
+    """The orphan was adopted by the test session (a subreaper): reap it by pidfd."""
+    result = os.waitid(os.P_PIDFD, fd, os.WEXITED)
+    assert result is not None
+    return WaitStatus.from_waitid(result)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_parent_death_signal_kills_child_with_parent(sig: int) -> None:
+    """spawn(..., parent_death_signal=S): SIGKILL the parent and the child dies of S."""
+    fd = _start_and_kill_parent(sig)
+    try:
+        assert wait_readable(fd, 10), "the child outlived its parent"
+        assert _reap_adopted(fd) == WaitStatus.killed_by(sig)
+    finally:
+        os.close(fd)
+
+
+def test_without_parent_death_signal_child_survives() -> None:
+    """Negative control: without the signal, the child outlives its killed parent."""
+    fd = _start_and_kill_parent(0)
+    try:
+        assert not wait_readable(fd, 0.5)
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        assert _reap_adopted(fd) == WaitStatus.killed_by(signal.SIGKILL)
+    finally:
+        os.close(fd)
+
+
+def test_parent_death_signal_fires_when_the_spawning_thread_exits() -> None:
+    """The documented race: the signal follows the thread that forked, not the process."""
+    holder: list[object] = []
+    thread = threading.Thread(
+        target=lambda: holder.append(spawn(["sleep", "30"], parent_death_signal=signal.SIGTERM))
+    )
+    thread.start()
+    thread.join()
+    (child,) = holder
+    assert child.wait(10) == WaitStatus.killed_by(signal.SIGTERM)  # type: ignore[attr-defined]
+
+
+def test_wait_for_exit_on_a_non_child() -> None:
+    """wait_for_exit sees a zombie that is not ours exit, and reads its kept status."""
+    with ZombieParent([ZombieSpec(code=9)], sleepers_count=1) as parent:
+        (zombie,) = parent.zombies
+        (sleeper,) = parent.sleepers
+        assert wait_for_exit(zombie, timeout=5) == WaitStatus.exited_with(9)
+        with pytest.raises(TimeoutExpired):
+            wait_for_exit(sleeper, timeout=0.05)
+    with pytest.raises(NoSuchProcess):
+        wait_for_exit(zombie, timeout=1)
