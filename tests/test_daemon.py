@@ -1,0 +1,153 @@
+"""daemonize(): double fork done right, no zombie, adopted by the subreaper or init."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import needs_namespace, run_in_namespace
+from undertaker import DaemonError, WaitStatus, write_pid_file
+from undertaker.pidfd import pidfd_open, wait_readable
+from undertaker.testing import proc_state, sleep_until
+
+# The daemon reports its situation to a file, then waits (bounded) for a stop file.
+DAEMON = r"""
+import json, os, sys, time
+from undertaker import daemonize
+pid_file, report, stop = sys.argv[1:4]
+returned = daemonize(pid_file=pid_file, umask=0o027, exit_parent=sys.argv[4] == "exit")
+if returned:
+    print(json.dumps({"returned": returned}), flush=True)
+    sys.exit(0)
+fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+with open(report + ".tmp", "w") as out:
+    json.dump({"pid": os.getpid(), "sid": os.getsid(0), "pgid": os.getpgid(0),
+               "cwd": os.getcwd(), "umask": os.umask(0o027), "fds": fds,
+               "stdin": os.readlink("/proc/self/fd/0")}, out)
+os.rename(report + ".tmp", report)
+deadline = time.monotonic() + 60
+while not os.path.exists(stop) and time.monotonic() < deadline:
+    time.sleep(0.02)
+"""
+
+
+def _zombie_children() -> set[int]:
+    with open(f"/proc/self/task/{os.getpid()}/children") as listing:
+        return {int(p) for p in listing.read().split() if proc_state(int(p)) == "Z"}
+
+
+def _start(tmp_path: Path, mode: str = "exit") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            DAEMON,
+            str(tmp_path / "d.pid"),
+            str(tmp_path / "report.json"),
+            str(tmp_path / "stop"),
+            mode,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_daemon_is_detached_and_adopted_without_zombies(tmp_path: Path) -> None:
+    """The daemon runs in its own session, in /, with fds 0-2 only; its parent is us."""
+    zombies_before = _zombie_children()
+    done = _start(tmp_path)
+    assert (done.returncode, done.stderr) == (0, "")
+    pid = int((tmp_path / "d.pid").read_text())
+    fd = pidfd_open(pid)
+    try:
+        assert sleep_until((tmp_path / "report.json").exists, 10)
+        report = json.loads((tmp_path / "report.json").read_text())
+        assert report["pid"] == pid
+        assert report["sid"] != pid  # not a session leader: can never get a terminal
+        assert report["pgid"] == report["sid"]
+        assert report["cwd"] == "/"
+        assert report["umask"] == 0o027
+        assert report["stdin"] == os.devnull
+        assert report["fds"] == [0, 1, 2, 3]  # 3 is the one listdir itself opened
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+        assert int(data[data.rfind(b")") + 2 :].split()[1]) == os.getpid()  # the subreaper
+        assert _zombie_children() == zombies_before  # the middle child was reaped
+        (tmp_path / "stop").touch()
+        assert wait_readable(fd, 10)
+        result = os.waitid(os.P_PIDFD, fd, os.WEXITED)  # adopted: ours to reap
+        assert result is not None
+        assert WaitStatus.from_waitid(result) == WaitStatus.exited_with(0)
+    finally:
+        if proc_state(pid) not in (None, "Z"):
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+            os.waitid(os.P_PIDFD, fd, os.WEXITED)
+        os.close(fd)
+    assert not (tmp_path / "d.pid").exists()  # removed at exit
+
+
+def test_second_daemon_refused_while_first_runs(tmp_path: Path) -> None:
+    """A pid file naming a live process makes the next daemonize fail with a message."""
+    (tmp_path / "d.pid").write_text(f"{os.getpid()}\n")  # we are alive
+    done = _start(tmp_path)
+    assert done.returncode == 1
+    assert "already running" in done.stderr
+
+
+def test_return_in_parent_gives_the_daemon_pid(tmp_path: Path) -> None:
+    """exit_parent=False returns the daemon's PID in the original process."""
+    done = _start(tmp_path, mode="return")
+    assert done.returncode == 0, done.stderr
+    pid = json.loads(done.stdout)["returned"]
+    assert int((tmp_path / "d.pid").read_text()) == pid
+    fd = pidfd_open(pid)
+    try:
+        (tmp_path / "stop").touch()
+        assert wait_readable(fd, 10)
+        os.waitid(os.P_PIDFD, fd, os.WEXITED)
+    finally:
+        os.close(fd)
+
+
+@needs_namespace
+@pytest.mark.namespace
+def test_daemon_parent_is_init_in_a_namespace(tmp_path: Path) -> None:
+    """As PID 1 of a fresh namespace we are init: the daemon's parent is 1, no zombie left."""
+    driver = f"""
+import json, os, subprocess, sys, time
+script = {DAEMON!r}
+done = subprocess.run([sys.executable, "-c", script, "{tmp_path}/d.pid", "{tmp_path}/r.json",
+                       "{tmp_path}/stop", "exit"], capture_output=True, text=True)
+pid = int(open("{tmp_path}/d.pid").read())
+data = open(f"/proc/{{pid}}/stat", "rb").read()
+ppid = int(data[data.rfind(b")") + 2:].split()[1])
+zombies = [p for p in os.listdir("/proc") if p.isdigit() and
+           open(f"/proc/{{p}}/stat", "rb").read().rsplit(b")", 1)[1].split()[0] == b"Z"]
+open("{tmp_path}/stop", "w").close()
+os.waitpid(pid, 0)
+print(json.dumps({{"rc": done.returncode, "pid": pid, "ppid": ppid, "zombies": zombies}}))
+"""
+    done = run_in_namespace(driver)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["rc"], result["ppid"], result["zombies"]) == (0, 1, [])
+
+
+def test_write_pid_file_replaces_stale(tmp_path: Path) -> None:
+    """A pid file naming a dead process is stale and replaced atomically."""
+    stale = tmp_path / "x.pid"
+    stale.write_text("999999999\n")
+    write_pid_file(stale)
+    assert stale.read_text() == f"{os.getpid()}\n"
+    assert os.listdir(tmp_path) == ["x.pid"]  # no temporary left behind
+    stale.write_text("1\n")  # init is alive
+    with pytest.raises(DaemonError, match="already running"):
+        write_pid_file(stale)
