@@ -18,6 +18,7 @@ from undertaker import (
     StatusLost,
     TimeoutExpired,
     WaitStatus,
+    children,
     spawn,
     wait_for_exit,
 )
@@ -102,7 +103,12 @@ def test_forgotten_child_is_reaped() -> None:
     pid = child.pid
     del child
     gc.collect()
-    assert sleep_until(lambda: proc_state(pid) is None, 10)
+    try:
+        assert sleep_until(lambda: proc_state(pid) is None, 10)
+    finally:
+        # Stop the janitor thread it started, so later tests fork a one-thread process.
+        if children._janitor is not None:
+            children._janitor.stop()
 
 
 def test_context_manager_terminates() -> None:
