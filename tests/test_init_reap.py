@@ -1,0 +1,266 @@
+"""``undertaker run``: reaping orphans as PID 1 or subreaper, and draining the tree on exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers import needs_namespace
+from init_children.harness import PYTHON, Init, child, run_init, state
+from undertaker.testing import sleep_until
+
+MODE = [pytest.param("pid1", marks=needs_namespace), "subreaper"]
+
+
+@pytest.fixture(params=MODE)
+def mode(request: pytest.FixtureRequest) -> str:
+    """Both ways of reaping: PID 1 of a new namespace, and child subreaper."""
+    return str(request.param)
+
+
+def test_orphan_storm_of_100_leaves_no_zombie(mode: str) -> None:
+    """100 orphans exiting at once are all reaped by the init; none is left as a zombie."""
+    done = run_init(mode, ["--log-reaped"], child("orphans", "100"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["left"] == []
+    assert len(report["orphans"]) == 100
+    lines = [json.loads(line) for line in done.stderr.splitlines()]
+    reaped = {line["pid"] for line in lines if line["event"] == "reaped" and not line["main"]}
+    if mode == "subreaper":  # PIDs are the same on both sides only outside a namespace
+        assert set(report["orphans"]) <= reaped
+    assert lines[-1]["event"] == "exit"
+    assert lines[-1]["orphans_adopted"] >= 100
+
+
+@needs_namespace
+def test_no_zombie_left_in_the_namespace() -> None:
+    """After the storm, a /proc census inside the namespace counts zero zombies."""
+    script = f"{' '.join(child('orphans', '100'))} >/dev/null && {' '.join(child('count_zombies'))}"
+    command = ["sh", "-c", script]
+    done = run_init("pid1", [], command)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
+
+
+def test_negative_control_without_subreaper_the_storm_test_fails() -> None:
+    """Not PID 1 and --no-subreaper: the same test fails, and the warning says how to fix it.
+
+    The orphans go to this test process (the session's subreaper), which
+    does not reap them until told to: they stay zombies, so the child
+    reports them left and exits 1. This proves the storm test can fail.
+    """
+    done = run_init("subreaper", ["--no-subreaper"], child("orphans", "20", "1.0"))
+    report = json.loads(done.stdout)
+    try:
+        assert done.returncode == 1
+        assert len(report["left"]) == 20
+        assert report["adopted_by"] == [str(os.getpid())]
+        assert "not PID 1 and not a child subreaper" in done.stderr
+        assert "docker run --init" in done.stderr
+        assert "shareProcessNamespace" in done.stderr
+    finally:
+        for pid in report["orphans"]:  # ours now: reap them, leave nothing behind
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+
+def test_subreaper_from_environment_zero_is_the_same_as_the_flag() -> None:
+    """UNDERTAKER_SUBREAPER=0 turns the subreaper off (and warns)."""
+    env = {**os.environ, "UNDERTAKER_SUBREAPER": "0"}
+    done = run_init("subreaper", [], ["true"], env=env)
+    assert done.returncode == 0
+    assert "not a child subreaper" in done.stderr
+
+
+def test_pid1_needs_no_subreaper_and_says_nothing() -> None:
+    """As PID 1 there is nothing to warn about, even with --no-subreaper."""
+    if needs_namespace.args[0] is not False:  # skipif(condition): condition False = can run
+        pytest.skip("needs root and unshare(1)")
+    done = run_init("pid1", ["--no-subreaper"], child("orphans", "10"))
+    assert done.returncode == 0
+    assert done.stderr == ""
+
+
+def test_drain_terms_setsid_escapee_waits_for_it_and_kills_the_stubborn(mode: str) -> None:
+    """Main child exits: the setsid escapee gets TERM and 0.5 s to finish, the TERM-ignorer SIGKILL.
+
+    The init exits only after both are gone, with the main child's status.
+    """
+    grace = 2.0
+    with Init(mode, ["--grace", f"{grace}s", "--log-reaped"], child("drain_tree", "0.5")) as init:
+        tree = json.loads(init.expect("{"))
+        assert tree["sessions"]["slow"] != tree["sid"]  # really escaped the session
+        start = time.monotonic()
+        code = init.wait(timeout=20)
+        elapsed = time.monotonic() - start
+    assert code == 0
+    out = init.rest()
+    assert "slow got TERM" in out
+    assert "slow exits" in out  # it was allowed to finish its handler
+    assert grace - 0.2 <= elapsed <= grace + 3, elapsed
+    events = [json.loads(line) for line in init.stderr.splitlines() if line.startswith("{")]
+    reaped = {e["pid"]: e for e in events if e["event"] == "reaped"}
+    if mode == "subreaper":
+        assert reaped[tree["slow"]]["exit_code"] == 0
+        assert reaped[tree["stubborn"]]["signal"] == signal.SIGKILL
+    else:
+        ends = {(e["exit_code"], e["signal"]) for e in reaped.values() if not e["main"]}
+        assert ends == {(0, None), (None, signal.SIGKILL)}
+    assert events[-1] == {
+        "event": "exit", "exit_code": 0, "reaped": 3, "orphans_adopted": 2, "drained": 2,
+    }  # fmt: skip
+    assert "still running 2s after SIGTERM; sending SIGKILL" in init.stderr
+
+
+def test_drain_is_quick_when_everything_obeys_term(mode: str) -> None:
+    """Leftovers that exit on TERM end the drain at once, long before the grace period."""
+    code = "import subprocess; subprocess.Popen(['sleep', '60']); subprocess.Popen(['sleep', '60'])"
+    start = time.monotonic()
+    done = run_init(mode, ["--grace", "20s"], [PYTHON, "-c", code])
+    assert done.returncode == 0
+    assert time.monotonic() - start < 5
+
+
+def test_terminating_signal_drains_orphans_while_the_main_child_shuts_down(mode: str) -> None:
+    """SIGTERM to the init: the child gets it, the adopted orphans get TERM too; exit 143."""
+    code = (
+        "import os, sys, time\n"
+        "if os.fork() == 0:\n"
+        "    if os.fork() == 0: time.sleep(60)\n"  # the orphan, adopted by the init
+        "    os._exit(0)\n"
+        "print('ready', flush=True); time.sleep(60)\n"
+    )
+    with Init(mode, ["--grace", "5s", "--log-reaped"], [PYTHON, "-c", code]) as init:
+        init.expect("ready")
+        start = time.monotonic()
+        init.send(signal.SIGTERM)
+        assert init.wait() == 128 + signal.SIGTERM
+        assert time.monotonic() - start < 4
+    events = [json.loads(line) for line in init.stderr.splitlines()]
+    assert events[-1]["drained"] == 1
+    signals = sorted(e["signal"] or 0 for e in events if e["event"] == "reaped")
+    assert signals == [0, 15, 15]  # the middle process exited 0; child and orphan by TERM
+
+
+def test_main_child_that_ignores_term_is_killed_after_the_grace_period(mode: str) -> None:
+    """A main child that ignores SIGTERM is SIGKILLed at the end of the grace period: 137."""
+    code = "import signal, time; signal.signal(15, signal.SIG_IGN); print('ready', flush=True);"
+    code += "time.sleep(60)"
+    with Init(mode, ["--grace", "1s"], [PYTHON, "-c", code]) as init:
+        init.expect("ready")
+        start = time.monotonic()
+        init.send(signal.SIGTERM)
+        assert init.wait() == 128 + signal.SIGKILL
+        assert 0.9 <= time.monotonic() - start < 4
+
+
+def test_kill_orphans_kills_adopted_orphans_at_once(mode: str) -> None:
+    """--kill-orphans: an orphan is killed as soon as it is adopted; the main child lives on."""
+    code = (
+        "import os, sys, time\n"
+        "r, w = os.pipe()\n"
+        "if os.fork() == 0:\n"
+        "    if os.fork() == 0:\n"
+        "        os.close(r); time.sleep(60)\n"
+        "    os._exit(0)\n"
+        "os.close(w); os.wait()\n"
+        "start = time.monotonic(); os.read(r, 1)\n"  # EOF once the orphan is dead
+        "print('orphan gone after %.3f s' % (time.monotonic() - start), flush=True)\n"
+    )
+    done = run_init(mode, ["--kill-orphans", "--log-reaped"], [PYTHON, "-c", code], timeout=20)
+    assert done.returncode == 0
+    seconds = float(done.stdout.split()[3])
+    assert seconds < 1.0
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    assert [e["signal"] for e in events if e["event"] == "reaped" and not e["main"]] == [9]
+
+
+def test_kill_orphans_negative_control() -> None:
+    """Without --kill-orphans the orphan lives until the drain."""
+    code = (
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    if os.fork() == 0: time.sleep(60)\n"
+        "    os._exit(0)\n"
+        "os.wait(); time.sleep(0.5)\n"
+    )
+    done = run_init("subreaper", ["--log-reaped"], [PYTHON, "-c", code])
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    assert events[-1]["drained"] == 1  # it was still there when the main child exited
+
+
+def test_listen_pid_is_rewritten_to_the_child(mode: str) -> None:
+    """LISTEN_PID (socket activation) is set to the child's own PID."""
+    env = {**os.environ, "LISTEN_PID": "12345", "LISTEN_FDS": "1"}
+    code = "import os; print(os.environ['LISTEN_PID'], os.getpid(), os.environ['LISTEN_FDS'])"
+    done = run_init(mode, [], [PYTHON, "-c", code], env=env)
+    listen_pid, pid, fds = done.stdout.split()
+    assert listen_pid == pid
+    assert fds == "1"
+
+
+def test_listen_pid_absent_stays_absent() -> None:
+    """Without LISTEN_PID nothing is added to the environment."""
+    done = run_init("subreaper", [], [PYTHON, "-c", "import os; print('LISTEN_PID' in os.environ)"])
+    assert done.stdout.strip() == "False"
+
+
+def test_init_moves_to_root_but_the_child_keeps_its_cwd(tmp_path: Path) -> None:
+    """The init's cwd is /, the child's is the caller's."""
+    code = "import os; print(os.getcwd()); print(os.readlink(f'/proc/{os.getppid()}/cwd'))"
+    done = subprocess.run(
+        [PYTHON, "-m", "undertaker", "run", "--", PYTHON, "-c", code],
+        capture_output=True, text=True, timeout=30, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    child_cwd, init_cwd = done.stdout.splitlines()
+    assert child_cwd == str(tmp_path)
+    assert init_cwd == "/"
+
+
+def test_the_init_leaves_nothing_behind(mode: str) -> None:
+    """After the init exits, none of the processes it ran is alive or a zombie."""
+    code = (
+        "import os, subprocess\n"
+        "ps = [subprocess.Popen(['sleep', '60'], start_new_session=True) for _ in range(3)]\n"
+        "print(' '.join(str(p.pid) for p in ps), flush=True)\n"
+    )
+    done = run_init(mode, ["--grace", "1s"], [PYTHON, "-c", code])
+    assert done.returncode == 0
+    if mode == "subreaper":
+        for pid in map(int, done.stdout.split()):
+            assert sleep_until(lambda pid=pid: state(pid) is None, 2)
+
+
+def test_log_reaped_json_lines_are_valid_and_complete() -> None:
+    """--log-reaped: one JSON object per reaped process with pid, comm, status, age; then exit."""
+    code = "import subprocess; subprocess.Popen(['sh', '-c', 'exit 3'])"
+    code += "; import time; time.sleep(0.3)"
+    done = run_init("subreaper", ["--log-reaped"], [PYTHON, "-c", code])
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    orphan = next(e for e in events if e["event"] == "reaped" and not e["main"])
+    assert orphan["comm"] == "sh"
+    assert orphan["exit_code"] == 3
+    assert orphan["signal"] is None
+    assert 0 <= orphan["age_s"] < 5
+    main = next(e for e in events if e["event"] == "reaped" and e["main"])
+    assert main["comm"] == "python" or main["comm"].startswith("python")
+    assert events[-1] == {
+        "event": "exit", "exit_code": 0, "reaped": 2, "orphans_adopted": 1, "drained": 0,
+    }  # fmt: skip
+
+
+def test_without_log_reaped_stderr_is_silent() -> None:
+    """By default the init writes nothing of its own."""
+    code = "import subprocess; subprocess.Popen(['true'])"
+    done = run_init("subreaper", [], [PYTHON, "-c", code])
+    assert done.stderr == ""
+    assert done.returncode == 0
