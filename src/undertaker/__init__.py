@@ -1,24 +1,53 @@
 """undertaker: find, explain, clean up, prevent and monitor zombie processes on Linux.
 
-The package root stays light (standard library only, nothing heavy at import)
-because ``undertaker run`` starts as a container's PID 1.
+The package root stays light because ``undertaker ps`` must answer fast and
+``undertaker run`` starts as a container's PID 1: importing ``undertaker``
+loads the exception tree and the wait-status decoder, nothing more. Every
+other public name is imported on first use (PEP 562); type checkers and
+readers see ordinary imports below.
 """
 
-from undertaker._control_errors import DaemonError, NotSupported, StatusLost, TimeoutExpired
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from undertaker._errors import AccessDenied, NoSuchProcess, ProcUnavailable, UndertakerError
-from undertaker.children import Child, spawn
-from undertaker.daemon import daemonize, write_pid_file
-from undertaker.pidfd import wait_for_exit
-from undertaker.prctl import (
-    become_subreaper,
-    is_subreaper,
-    parent_death_signal,
-    set_parent_death_signal,
-)
-from undertaker.reaper import Reaped, Reaper
 from undertaker.wait import WaitStatus, signal_name, zombie_status
 
+if TYPE_CHECKING:
+    from undertaker._control_errors import DaemonError, NotSupported, StatusLost, TimeoutExpired
+    from undertaker.children import Child, spawn
+    from undertaker.daemon import daemonize, write_pid_file
+    from undertaker.pidfd import wait_for_exit
+    from undertaker.prctl import (
+        become_subreaper,
+        is_subreaper,
+        parent_death_signal,
+        set_parent_death_signal,
+    )
+    from undertaker.reaper import Reaped, Reaper
+
 __version__ = "0.1.0"
+
+# Public name -> the module that defines it, imported when the name is first used.
+_LAZY = {
+    "Child": "undertaker.children",
+    "DaemonError": "undertaker._control_errors",
+    "NotSupported": "undertaker._control_errors",
+    "Reaped": "undertaker.reaper",
+    "Reaper": "undertaker.reaper",
+    "StatusLost": "undertaker._control_errors",
+    "TimeoutExpired": "undertaker._control_errors",
+    "become_subreaper": "undertaker.prctl",
+    "daemonize": "undertaker.daemon",
+    "is_subreaper": "undertaker.prctl",
+    "parent_death_signal": "undertaker.prctl",
+    "set_parent_death_signal": "undertaker.prctl",
+    "spawn": "undertaker.children",
+    "wait_for_exit": "undertaker.pidfd",
+    "write_pid_file": "undertaker.daemon",
+}
 
 __all__ = [
     "AccessDenied",
@@ -45,3 +74,18 @@ __all__ = [
     "write_pid_file",
     "zombie_status",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a lazily exported name on first use and keep it."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'undertaker' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """List the public names too, not only those imported so far."""
+    return sorted(set(globals()) | set(__all__))
