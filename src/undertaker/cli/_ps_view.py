@@ -40,7 +40,10 @@ def tasks_line(snapshot: Snapshot) -> str:
 def _caveats(snapshot: Snapshot) -> list[str]:
     notes = []
     if snapshot.unreadable:
-        notes.append(f"{snapshot.unreadable} processes could not be read (needs CAP_SYS_PTRACE)")
+        notes.append(
+            f"{snapshot.unreadable} processes could not be read "
+            "(run as root, or grant CAP_SYS_PTRACE, to see them)"
+        )
     if snapshot.hidepid:
         notes.append(f"procfs is mounted hidepid={snapshot.hidepid}: counts are lower bounds")
     return notes
