@@ -34,6 +34,9 @@ def tasks_line(snapshot: Snapshot) -> str:
     if snapshot.pid_max:
         share = 100.0 * snapshot.pids_used / snapshot.pid_max
         line += f"   PIDs: {snapshot.pids_used}/{snapshot.pid_max} in use ({share:.1f}%)"
+    if snapshot.cgroup_pids:
+        current, limit, _ = snapshot.cgroup_pids
+        line += f"   cgroup pids: {current}/{limit} ({100.0 * current / limit:.1f}%)"
     return line
 
 
@@ -205,7 +208,15 @@ def census_json(census: Census, processes: list[Process] | None = None) -> dict[
         "version": JSON_VERSION,
         "taken_at": round(snap.taken_at, 3),
         "states": dict(sorted(snap.state_counts.items())),
-        "pids": {"used": snap.pids_used, "max": snap.pid_max},
+        "pids": {
+            "used": snap.pids_used,
+            "max": snap.pid_max,
+            "cgroup": (
+                dict(zip(("current", "max", "path"), snap.cgroup_pids, strict=True))
+                if snap.cgroup_pids
+                else None
+            ),
+        },
         "unreadable": snap.unreadable,
         "vanished": snap.vanished,
         "hidepid": snap.hidepid,

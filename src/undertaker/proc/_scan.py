@@ -25,7 +25,7 @@ from undertaker.proc._stat import (
     STARTTIME,
     STATE,
 )
-from undertaker.proc._system import boot_time, clock_ticks, hidepid, pid_max
+from undertaker.proc._system import boot_time, cgroup_pids, clock_ticks, hidepid, pid_max
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -93,6 +93,7 @@ class Snapshot:
         unreadable: int = 0,
         vanished: int = 0,
         hidepid: str | None = None,
+        cgroup_pids: tuple[int, int, str] | None = None,
     ) -> None:
         """Hold one scan's results; see :func:`scan`."""
         self.root = root
@@ -103,6 +104,7 @@ class Snapshot:
         self.unreadable = unreadable  # entries we may not read (hidepid, other users)
         self.vanished = vanished  # entries that exited between listing and reading
         self.hidepid = hidepid
+        self.cgroup_pids = cgroup_pids  # (current, limit, cgroup dir) of the tightest pids limit
 
     def __repr__(self) -> str:
         """Summarise: root, size and the counts that matter."""
@@ -192,6 +194,7 @@ def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
         unreadable=unreadable,
         vanished=vanished,
         hidepid=hidepid(root),
+        cgroup_pids=cgroup_pids(root),
     )
 
 

@@ -67,3 +67,45 @@ def hidepid(root: str = "/proc") -> str | None:
                 value = opt.partition("=")[2]
                 found = None if value in ("0", "off") else value
     return found
+
+
+def _cgroup_dirs(root: str) -> list[str]:
+    """Directories of our own pids cgroup, v1 controller or v2 unified."""
+    try:
+        data = read_small(f"{root}/self/cgroup").decode("utf-8", "replace")
+    except OSError:
+        return []
+    found = []
+    for line in data.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            found.append("/sys/fs/cgroup/pids" + path)
+        elif controllers == "":  # cgroup v2: one hierarchy, mounted at the top or "unified"
+            found += ["/sys/fs/cgroup" + path, "/sys/fs/cgroup/unified" + path]
+    return found
+
+
+def cgroup_pids(root: str = "/proc") -> tuple[int, int, str] | None:
+    """Return ``(current, limit, cgroup dir)`` of the tightest ``pids`` cgroup limit.
+
+    Inside a container the ``pids`` controller, not ``kernel.pid_max``, is what
+    makes fork fail with EAGAIN. Limits of ancestor cgroups apply too, so we
+    walk up from our own cgroup and keep the one with the least headroom.
+    None when no limit is set or the cgroup files are not visible.
+    """
+    best: tuple[int, int, str] | None = None
+    for start in _cgroup_dirs(root):
+        path = start.rstrip("/")
+        while path.startswith("/sys/fs/cgroup"):
+            try:
+                limit = read_small(path + "/pids.max").strip()
+                current = int(read_small(path + "/pids.current"))
+            except (OSError, ValueError):
+                limit = b""
+                current = 0
+            if limit and limit != b"max":
+                candidate = (current, int(limit), path)
+                if best is None or candidate[1] - candidate[0] < best[1] - best[0]:
+                    best = candidate
+            path = os.path.dirname(path)
+    return best

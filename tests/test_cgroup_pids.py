@@ -1,0 +1,52 @@
+"""PID pressure from the pids cgroup: a real cgroup with a real limit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from undertaker.proc._system import _cgroup_dirs
+
+
+def _pids_cgroup_parent() -> Path | None:
+    if os.geteuid() != 0:
+        return None
+    for candidate in _cgroup_dirs("/proc"):
+        path = Path(candidate)
+        if path.is_dir() and os.access(path, os.W_OK):
+            return path
+    return None
+
+
+PARENT = _pids_cgroup_parent()
+
+
+@pytest.mark.skipif(PARENT is None, reason="needs root and a writable pids cgroup")
+def test_ps_reports_the_pids_cgroup_limit() -> None:
+    """Inside a cgroup with pids.max 64, ps reports the current count against 64."""
+    assert PARENT is not None
+    group = PARENT / f"undertaker-test-{uuid.uuid4().hex[:8]}"
+    group.mkdir()
+    try:
+        (group / "pids.max").write_text("64\n")
+        # The child joins the cgroup before exec, so ps and its interpreter count.
+        code = (
+            f"import os, sys; open({str(group / 'cgroup.procs')!r}, 'w').write(str(os.getpid()));"
+            "os.execv(sys.executable, [sys.executable, '-m', 'undertaker', 'ps', '--json'])"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode in (0, 1), done.stderr
+        cgroup = json.loads(done.stdout)["pids"]["cgroup"]
+        assert cgroup["max"] == 64
+        assert cgroup["path"] == str(group)
+        assert 1 <= cgroup["current"] <= 64
+    finally:
+        group.rmdir()  # empty again: the child has exited
