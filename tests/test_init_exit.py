@@ -62,9 +62,10 @@ def test_remap_exit_from_environment() -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2])
+@pytest.mark.smoke
 def test_signal_to_init_gives_128_plus_n(mode: str, signum: int) -> None:
     """TERM, USR1 or USR2 sent to the init kill a default child: status 128+N."""
-    code = "import os, sys; print('ready', flush=True); os.read(0, 1); os.read(0, 1)"
+    code = "import time; print('ready', flush=True); time.sleep(60)"  # EOF must not end it
     with Init(mode, [], [sys.executable, "-c", code]) as init:
         init.expect("ready")
         init.send(signum)
@@ -79,6 +80,7 @@ def test_child_killed_by_signal_gives_128_plus_n(mode: str, signum: int) -> None
     assert run_init(mode, [], [sys.executable, "-c", code]).returncode == 128 + signum
 
 
+@pytest.mark.smoke
 def test_missing_command_is_127(mode: str) -> None:
     """A command that does not exist: 127 and one line naming it."""
     done = run_init(mode, [], ["/nonexistent/undertaker-test"])

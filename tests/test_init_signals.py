@@ -28,6 +28,7 @@ def mode(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.mark.smoke
 def test_every_catchable_signal_reaches_the_child(mode: str) -> None:
     """Signals 1..31 (not KILL, STOP, CHLD) sent to the init are echoed by the child."""
     with Init(mode, [], child("print_signals")) as init:
@@ -112,6 +113,7 @@ def test_term_delay_holds_sigterm() -> None:
         assert time.monotonic() - start >= 0.6
 
 
+@pytest.mark.smoke
 def test_signal_mask_and_ignored_set_pass_through() -> None:
     """Signals the init inherited blocked or ignored are blocked or ignored in the child."""
     ignored = [signal.SIGINT, signal.SIGTTOU, signal.SIGUSR2]
