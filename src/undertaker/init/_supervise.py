@@ -68,7 +68,7 @@ class Supervisor:
         self.term_due: float | None = None  # a delayed SIGTERM, on the monotonic clock
         self.drain_deadline: float | None = None
         self.killing_since: float | None = None
-        self.signalled: set[tuple[int, int]] = set()  # (pid, starttime) sent SIGTERM
+        self.signalled: set[tuple[int, int]] = set()  # (pid, starttime) the drain signalled
 
     def run(self) -> int:
         """Loop until the main child is reaped and no child is left; return its status."""
@@ -80,12 +80,11 @@ class Supervisor:
                 self.term_due = None
                 self.forward(SIGTERM, SIGTERM)
             self.reap()
-            if self.status is not None:
-                if self.no_children:
-                    return self.status
-                if self.drain_deadline is None:
-                    self.start_drain()
-            if self.drain_deadline is not None:
+            if self.status is not None and self.no_children:
+                return self.status
+            if self.drain_deadline is None and self.status is not None:
+                self.start_drain()  # the main child is gone, others are not
+            elif self.drain_deadline is not None:
                 if self.drain_step():
                     return self.status if self.status is not None else SIGKILL
             elif self.options.kill_orphans:
