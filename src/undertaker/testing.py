@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -165,8 +165,40 @@ class _Workload:
             self.proc.stdout.close()
 
 
+_F = TypeVar("_F", bound="_Fixture")
+
+
+class _Fixture:
+    """A workload that starts on entering a ``with`` block and ends on leaving it."""
+
+    _workload: _Workload | None = None
+
+    def start(self: _F) -> _F:
+        """Start the workload and wait until it is ready."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """End the workload (its parent reaps what it made) and wait for it."""
+        if self._workload is not None:
+            self._workload.close()
+            self._workload = None
+
+    def __enter__(self: _F) -> _F:
+        """Start on entering the block."""
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Clean up on leaving the block."""
+        self.close()
+
+
 @dataclass
-class ZombieParent:
+class ZombieParent(_Fixture):
     """A parent process that makes zombies and never waits for them (until closed).
 
     Args:
@@ -207,27 +239,9 @@ class ZombieParent:
         self.pid, self.zombies, self.sleepers = report["pid"], report["zombies"], report["sleepers"]
         return self
 
-    def close(self) -> None:
-        """Let the parent reap everything and exit; wait for it."""
-        if self._workload is not None:
-            self._workload.close()
-            self._workload = None
-
-    def __enter__(self) -> ZombieParent:  # noqa: PYI034  (Self needs 3.11)
-        """Start on entering the block."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Clean up on leaving the block."""
-        self.close()
 
 
-class ZombieLeader:
+class ZombieLeader(_Fixture):
     """A live process whose thread-group leader has exited (``ps`` shows ``Zl``)."""
 
     def __init__(self, python: str = sys.executable, timeout: float = 30.0) -> None:
@@ -246,24 +260,6 @@ class ZombieLeader:
             raise RuntimeError("the leader thread did not exit")
         return self
 
-    def close(self) -> None:
-        """End the live thread, which ends the process; wait for it."""
-        if self._workload is not None:
-            self._workload.close()
-            self._workload = None
-
-    def __enter__(self) -> ZombieLeader:  # noqa: PYI034  (Self needs 3.11)
-        """Start on entering the block."""
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Clean up on leaving the block."""
-        self.close()
 
 
 def populate(extra: int, zombies: int, parents: int) -> list[ZombieParent]:
