@@ -164,7 +164,8 @@ class Supervisor:
 
     def reap(self) -> None:
         """Reap every child that has exited; note the main child's stops."""
-        flags = os.WNOHANG | os.WUNTRACED
+        self._check_main_stopped()
+        flags = os.WNOHANG
         while True:
             ident = None
             try:
@@ -182,10 +183,6 @@ class Supervisor:
                 return
             if pid == 0:
                 return
-            if os.WIFSTOPPED(status):
-                if pid == self.child.pid:
-                    self.on_child_stopped(os.WSTOPSIG(status))
-                continue
             main = pid == self.child.pid
             self.stats.reaped += 1
             if main:
@@ -193,6 +190,22 @@ class Supervisor:
             else:
                 self.stats.orphans += 1
             self.report.reaped(pid, status, ident, main)
+
+    def _check_main_stopped(self) -> None:
+        """Job control: has the main child stopped? Asked of it alone.
+
+        Not with WUNTRACED in the bulk loop: then every ``waitpid(-1)`` also
+        checks each live child for a stop, which in an orphan storm of
+        thousands is measurable.
+        """
+        if self.status is not None:
+            return
+        try:
+            info = os.waitid(os.P_PID, self.child.pid, os.WSTOPPED | os.WNOHANG)
+        except ChildProcessError:
+            return
+        if info is not None and info.si_code == os.CLD_STOPPED:
+            self.on_child_stopped(info.si_status)
 
     def kill_orphans(self) -> None:
         """``--kill-orphans``: SIGKILL every child of ours that is not the main child."""
