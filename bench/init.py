@@ -13,7 +13,9 @@ order, medians:
   blocked on a pipe and exits, so all N are orphans of the init; closing the
   pipe makes them exit at once. ``total`` is the whole run (unshare to exit),
   ``reap`` is release until the last orphan's /proc entry is gone (seen by
-  the child); the child then counts zombies in the namespace, which must be 0;
+  the child); the child then counts zombies in the namespace, which must be 0.
+  The target ratio is paired: per round, ours over the fastest C init of that
+  same round, then the median over rounds;
 * signal forwarding latency: SIGTERM and SIGUSR1 sent to the init (by its
   host PID) until the child's handler runs (its CLOCK_MONOTONIC stamp, the
   same clock in every namespace), p50 and p99;
@@ -188,7 +190,7 @@ def run_startup(runs: int) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--storm", type=int, default=5000, help="orphans per storm (5000)")
-    parser.add_argument("--storm-rounds", type=int, default=3, help="storm runs per init (3)")
+    parser.add_argument("--storm-rounds", type=int, default=7, help="storm runs per init (7)")
     parser.add_argument("--samples", type=int, default=300, help="latency samples per signal")
     parser.add_argument("--startup-runs", type=int, default=40, help="start-up runs per init")
     parser.add_argument("--json", action="store_true", help="print the raw medians as JSON")
@@ -239,6 +241,13 @@ def main() -> int:
             "startup_ms": startup[name],
             "rss_mb": rss[name] / 1024,
         }
+    # Paired: each round runs all four back to back, so a burst of load from
+    # elsewhere hits the whole round; the median of per-round ratios cancels it.
+    paired = [
+        storms["undertaker"][r]["total"] / min(storms[c][r]["total"] for c in C_INITS)
+        for r in range(args.storm_rounds)
+    ]
+    rows["undertaker"]["storm_total_paired_ratio"] = statistics.median(paired)
     report(rows, args)
     return 0
 
@@ -266,7 +275,8 @@ def report(rows: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
             f"| {row['rss_mb']:.1f} |"
         )
     checks = [
-        ("storm total / fastest C init", ours["storm_total_s"] / fastest_total, "<= 1.10"),
+        ("storm total / fastest C init", ours["storm_total_s"] / fastest_total, "(medians)"),
+        ("storm total, paired per round", ours["storm_total_paired_ratio"], "<= 1.10"),
         ("storm reap / fastest C init", ours["storm_reap_ms"] / fastest_reap, "(reported)"),
         ("zombies left", ours["zombies_left"], "== 0"),
         ("TERM p50 / tini p50", ours["term_p50_us"] / tini["term_p50_us"], "<= 1.50"),
