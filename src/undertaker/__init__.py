@@ -10,11 +10,11 @@ readers see ordinary imports below.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 from undertaker._errors import AccessDenied, NoSuchProcess, ProcUnavailable, UndertakerError
 from undertaker.wait import WaitStatus, signal_name, zombie_status
 
+TYPE_CHECKING = False  # not typing's: see undertaker.cli (start-up of run)
 if TYPE_CHECKING:
     from undertaker._control_errors import DaemonError, NotSupported, StatusLost, TimeoutExpired
     from undertaker.children import Child, spawn
@@ -76,7 +76,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     """Import a lazily exported name on first use and keep it."""
     module = _LAZY.get(name)
     if module is None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # not typing's: see undertaker.cli (start-up of run)
 if TYPE_CHECKING:
     from typing_extensions import Self
 

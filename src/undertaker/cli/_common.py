@@ -5,9 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 
-EXIT_OK = 0
-EXIT_FOUND = 1
-EXIT_ERROR = 2
+from undertaker.cli._exit import EXIT_ERROR, EXIT_FOUND, EXIT_OK
+
+__all__ = [
+    "EXIT_ERROR",
+    "EXIT_FOUND",
+    "EXIT_OK",
+    "add_color_option",
+    "add_proc_option",
+    "flatten",
+    "pid_arg",
+    "pid_list_arg",
+    "user_arg",
+]
 
 
 def pid_arg(text: str) -> int:
