@@ -90,10 +90,7 @@ class Claims:
     def covers(self, pid: int) -> bool:
         """Whether other code will (or may) collect *pid*'s status."""
         return (
-            self.wait_any
-            or pid in self.waited
-            or pid in self.pidfds
-            or pid in self.multiprocessing
+            self.wait_any or pid in self.waited or pid in self.pidfds or pid in self.multiprocessing
         )
 
 

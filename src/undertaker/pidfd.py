@@ -19,9 +19,6 @@ from undertaker._control_errors import NotSupported, TimeoutExpired
 from undertaker._errors import AccessDenied, NoSuchProcess
 from undertaker.wait import WaitStatus, zombie_status
 
-# os.PIDFD_NONBLOCK appeared in Python 3.12 (Linux 5.10); the value is O_NONBLOCK.
-PIDFD_NONBLOCK: int = getattr(os, "PIDFD_NONBLOCK", os.O_NONBLOCK)
-
 
 @functools.cache
 def can_use_pidfd() -> bool:

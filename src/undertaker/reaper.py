@@ -31,6 +31,7 @@ from undertaker._control_errors import NotSupported
 from undertaker._errors import NoSuchProcess, UndertakerError
 from undertaker.pidfd import can_use_pidfd, pidfd_open
 from undertaker.prctl import become_subreaper, is_subreaper
+from undertaker.proc import read_start_ticks
 from undertaker.wait import WaitStatus
 
 if TYPE_CHECKING:
@@ -38,14 +39,6 @@ if TYPE_CHECKING:
     from types import FrameType, TracebackType
 
     ExitCallback = Callable[[int, "WaitStatus | None"], None]
-
-
-
-def read_start_ticks(pid: int) -> int:
-    """The start time of *pid*: with the PID, an identity that is never reused."""
-    from undertaker.proc._read import read_start_ticks as read  # noqa: PLC0415  (root stays light)
-
-    return read(pid)
 
 
 _PEEK = os.WEXITED | os.WNOHANG | os.WNOWAIT

@@ -240,7 +240,6 @@ class ZombieParent(_Fixture):
         return self
 
 
-
 class ZombieLeader(_Fixture):
     """A live process whose thread-group leader has exited (``ps`` shows ``Zl``)."""
 
@@ -259,7 +258,6 @@ class ZombieLeader(_Fixture):
             self.close()
             raise RuntimeError("the leader thread did not exit")
         return self
-
 
 
 def populate(extra: int, zombies: int, parents: int) -> list[ZombieParent]:
