@@ -151,3 +151,53 @@ def test_write_pid_file_replaces_stale(tmp_path: Path) -> None:
     stale.write_text("1\n")  # init is alive
     with pytest.raises(DaemonError, match="already running"):
         write_pid_file(stale)
+
+
+# Started from directory A with relative paths and workdir B: the files belong in A.
+RELATIVE = r"""
+import os, sys, time
+from undertaker import daemonize
+workdir, stop = sys.argv[1:3]
+daemonize(pid_file="rel.pid", stdout="out.log", stderr="err.log", workdir=workdir)
+print("to stdout", flush=True)
+print("to stderr", file=sys.stderr, flush=True)
+deadline = time.monotonic() + 60
+while not os.path.exists(stop) and time.monotonic() < deadline:
+    time.sleep(0.02)
+"""
+
+
+def test_relative_paths_mean_the_callers_directory(tmp_path: Path) -> None:
+    """pid_file, stdout and stderr given relative land where the caller ran, not in workdir."""
+    caller, workdir = tmp_path / "A", tmp_path / "B"
+    caller.mkdir()
+    workdir.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", RELATIVE, str(workdir), str(tmp_path / "stop")],
+        cwd=caller,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    # Find the daemon wherever its pid file went, so a failing run still stops it.
+    (pid_file,) = [d / "rel.pid" for d in (caller, workdir) if (d / "rel.pid").exists()]
+    pid = int(pid_file.read_text())
+    fd = pidfd_open(pid)
+    try:
+        assert (done.returncode, done.stderr) == (0, "")
+        assert pid_file == caller / "rel.pid"
+        assert sleep_until((caller / "err.log").exists, 10)
+        assert sleep_until(lambda: (caller / "err.log").read_text() == "to stderr\n", 10)
+        assert (caller / "out.log").read_text() == "to stdout\n"
+        assert os.readlink(f"/proc/{pid}/cwd") == str(workdir)
+        assert os.listdir(workdir) == []
+        (tmp_path / "stop").touch()
+        assert wait_readable(fd, 10)
+        os.waitid(os.P_PIDFD, fd, os.WEXITED)  # adopted by the test session: ours to reap
+    finally:
+        if proc_state(pid) not in (None, "Z"):
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+            os.waitid(os.P_PIDFD, fd, os.WEXITED)
+        os.close(fd)
+    assert not (caller / "rel.pid").exists()  # the exit handler found it by its absolute path

@@ -144,6 +144,10 @@ def daemonize(
     message on stderr if the daemon failed), or, with ``exit_parent=False``,
     returns the daemon's PID there.
 
+    Relative paths (*pid_file*, *stdin*, *stdout*, *stderr*) are resolved
+    against the caller's working directory before the first fork, not
+    against *workdir*.
+
     Args:
         pid_file: written atomically by the daemon before we report success,
             and removed at the daemon's exit if it still holds its PID.
@@ -165,6 +169,10 @@ def daemonize(
     """
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # or buffered output would be written twice
+    # Relative paths mean the caller's directory, not *workdir*: resolve them
+    # before the daemon changes directory.
+    pid_path = None if pid_file is None else os.path.abspath(os.fspath(pid_file))
+    stdin, stdout, stderr = (os.path.abspath(os.fspath(p)) for p in (stdin, stdout, stderr))
     keep = {int(fd) for fd in keep_fds}
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     first = os.fork()
@@ -187,10 +195,9 @@ def daemonize(
         _redirect(1, stdout, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         _redirect(2, stderr, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         _close_other_fds(keep | {report_w})
-        if pid_file is not None:
-            path = os.path.abspath(os.fspath(pid_file))
-            write_pid_file(path)
-            atexit.register(_remove_pid_file, path, os.getpid())
+        if pid_path is not None:
+            write_pid_file(pid_path)
+            atexit.register(_remove_pid_file, pid_path, os.getpid())
     except (OSError, DaemonError) as err:
         _fail(report_w, str(err))
     os.write(report_w, f"ok {os.getpid()}".encode())
