@@ -135,6 +135,14 @@ def test_malformed_rewrites_are_rejected_with_one_line_and_status_2(text: str) -
         ([], {"UNDERTAKER_GRACE": "x"}, "UNDERTAKER_GRACE: not a duration"),
         ([], {"UNDERTAKER_PROCESS_GROUP": "maybe"}, "UNDERTAKER_PROCESS_GROUP: expected 1 or 0"),
         ([], {"UNDERTAKER_REWRITE": "TERM"}, "UNDERTAKER_REWRITE: expected FROM:TO"),
+        # Unicode digits: "²".isdigit() is true but int("²") fails.
+        (["-p", "²", "--", "true"], {}, "-p: unknown signal '²'"),
+        (["-e", "²", "--", "true"], {}, "-e: not an exit status 0..255: '²'"),
+        (["-r", "RTMIN+²:0", "--", "true"], {}, "-r 'RTMIN+²:0': unknown signal"),
+        (["-r", "²:0", "--", "true"], {}, "-r '²:0': unknown signal"),
+        (["--grace", "\u0661\u0660s", "--", "true"], {}, "--grace: not a duration"),
+        ([], {"UNDERTAKER_PDEATHSIG": "²"}, "UNDERTAKER_PDEATHSIG: unknown signal"),
+        ([], {"UNDERTAKER_REMAP_EXIT": "1,²"}, "UNDERTAKER_REMAP_EXIT: not an exit status"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(

@@ -101,7 +101,8 @@ def parse_duration(text: str, what: str) -> float:
     else:
         number, scale = word, 1.0
     try:
-        value = float(number) * scale
+        # float() also takes non-ASCII digits (Arabic-Indic, fullwidth): ASCII only.
+        value = float(number if number.isascii() else "x") * scale
     except ValueError:
         raise UsageError(f"{what}: not a duration: {text!r} (examples: 500ms, 10s, 2m)") from None
     if not 0 <= value <= 86400 * 365:
@@ -127,7 +128,7 @@ def parse_rewrite(text: str, what: str = "--rewrite") -> tuple[int, int]:
 def parse_exit_code(text: str, what: str = "--remap-exit") -> int:
     """Parse an exit status 0..255."""
     word = text.strip()
-    if not word.isdigit() or int(word) > 255:
+    if not (word.isascii() and word.isdigit()) or int(word) > 255:
         raise UsageError(f"{what}: not an exit status 0..255: {text!r}")
     return int(word)
 

@@ -60,7 +60,7 @@ def parse_signal(text: str, allow_zero: bool = False) -> int:
     """
     word = text.strip().upper()
     word = word.removeprefix("SIG")
-    if word.isdigit():
+    if _is_number(word):
         number = int(word)
     elif word.startswith(("RTMIN", "RTMAX")):
         number = _parse_realtime(word, text)
@@ -81,12 +81,17 @@ def _parse_realtime(word: str, text: str) -> int:
     if not rest:
         return base
     sign, digits = rest[:1], rest[1:]
-    if sign not in "+-" or not digits.isdigit():
+    if sign not in "+-" or not _is_number(digits):
         raise SignalError(f"unknown signal {text!r}")
     number = base + int(digits) if sign == "+" else base - int(digits)
     if not SIGRTMIN <= number <= SIGRTMAX:
         raise SignalError(f"real-time signal out of range: {text!r}")
     return number
+
+
+def _is_number(word: str) -> bool:
+    """ASCII digits only: ``"²".isdigit()`` is true, but ``int("²")`` fails."""
+    return word.isascii() and word.isdigit()
 
 
 def name_of(signum: int) -> str:
