@@ -96,6 +96,13 @@ def test_command_not_on_path_is_127() -> None:
     assert run_init("subreaper", [], ["undertaker-no-such-command"]).returncode == 127
 
 
+def test_empty_command_is_127(mode: str) -> None:
+    """``run -- ''``: 127 "command not found", as a shell says for an empty name."""
+    done = run_init(mode, [], [""])
+    assert done.returncode == 127
+    assert done.stderr.strip() == "undertaker run: error: cannot run '': command not found"
+
+
 def test_not_executable_is_126(tmp_path: Path) -> None:
     """A file without the execute bit: 126 and 'Permission denied'."""
     script = tmp_path / "script.sh"

@@ -56,8 +56,11 @@ def spawn(command: list[str], signals: InheritedSignals, environ: dict[str, str]
     """Fork and exec *command*; return once it runs (or raise if it cannot).
 
     Raises:
-        ExecFailed: execvp failed; the child has been reaped already.
+        ExecFailed: execvp failed (the child has been reaped already), or the
+            command name is empty.
     """
+    if not command[0]:  # execvp("") would fail with ValueError; a shell says "not found"
+        raise ExecFailed(errno.ENOENT, "command not found", command[0])
     tty = foreground_tty()
     env = dict(environ)
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
