@@ -148,6 +148,22 @@ def manage() -> dict[str, object]:
     return {"pid": pid, "seen": seen, "state_after": state}
 
 
+def threadless_exited_first() -> dict[str, object]:
+    """Threadless: a child that exits before manage() is reaped by manage() itself."""
+    seen: list[tuple[int, str]] = []
+    with Reaper(orphans=False, thread=False, sigchld=True) as reaper:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(3)
+        sleep_until(lambda: proc_state(pid) == "Z", 10)
+        time.sleep(0.1)  # its SIGCHLD has been handled: nothing will wake the reaper again
+        before = proc_state(pid)
+        reaper.manage(pid, on_exit=lambda p, status: seen.append((p, str(status))))
+        after = proc_state(pid)  # at once: no sleep, no further signal
+        history = [(r.pid, str(r.status)) for r in reaper.history]
+    return {"pid": pid, "before": before, "after": after, "seen": seen, "history": history}
+
+
 def handler_policy() -> dict[str, object]:
     """auto leaves an existing handler alone; True chains to it; stop restores."""
 
@@ -179,6 +195,11 @@ if __name__ == "__main__":
     elif name == "late_waiter":
         result = late_waiter(args[0] == "claim")
     else:
-        named = {"stdlib_owners": stdlib_owners, "manage": manage, "handler_policy": handler_policy}
+        named = {
+            "stdlib_owners": stdlib_owners,
+            "manage": manage,
+            "handler_policy": handler_policy,
+            "threadless_exited_first": threadless_exited_first,
+        }
         result = named[name]()
     print(json.dumps(result))

@@ -75,6 +75,14 @@ def test_managed_child_is_reaped_and_reported() -> None:
     assert result["state_after"] is None
 
 
+def test_threadless_manage_reaps_a_child_that_already_exited() -> None:
+    """Threadless: a zombie handed over after its SIGCHLD is reaped by manage() at once."""
+    result = scenario("threadless_exited_first")
+    pid = result["pid"]
+    assert (result["before"], result["after"]) == ("Z", None)
+    assert result["seen"] == result["history"] == [[pid, "exited 3"]]
+
+
 @pytest.mark.smoke
 def test_sigchld_handler_policy() -> None:
     """auto never replaces a handler; sigchld=True chains to it; stop restores the old one."""

@@ -217,7 +217,9 @@ class Reaper:
         """Hand child *pid* over: it is reaped as soon as it exits.
 
         Only hand over a child nobody else will wait for: its status goes to
-        *on_exit* and ``history``, nowhere else.
+        *on_exit* and ``history``, nowhere else. Without the thread, a child
+        that has already exited is reaped before ``manage()`` returns (its
+        SIGCHLD may have come and gone before we knew it was ours).
 
         Args:
             pid: a child of this process (running or a zombie).
@@ -240,9 +242,15 @@ class Reaper:
                 pidfd = pidfd_open(pid) if can_use_pidfd() else -1
             except NotSupported:
                 pidfd = -1
+        done: list[tuple[Reaped | None, int, ExitCallback | None]] = []
         with self._lock:
             self._managed[pid] = _Managed(pidfd, on_exit)
             self._claimed.discard(pid)
+            if not self._use_thread:
+                # No thread will look at it: if it exited before we held it,
+                # its SIGCHLD has come and gone, so reap it now.
+                done = self._reap_managed([pid])
+        self._report(done)
         self._wake()
         if self._pending and not self._use_thread:
             self.reap()  # SIGCHLD arrived while we held the lock
@@ -275,8 +283,20 @@ class Reaper:
         """Collect what is ours; the lock is held. Returns (record, pid, callback)."""
         if os.getpid() != self._pid:
             return []  # a forked copy of the reaper: the children are not ours
+        found = self._reap_managed(list(self._managed))
+        if self.orphans:
+            found.extend((record, record.pid, None) for record in self._reap_orphans())
+        return found
+
+    def _reap_managed(
+        self, pids: list[int]
+    ) -> list[tuple[Reaped | None, int, ExitCallback | None]]:
+        """Reap those of the handed-over *pids* that have exited; the lock is held."""
         found: list[tuple[Reaped | None, int, ExitCallback | None]] = []
-        for pid, managed in list(self._managed.items()):
+        for pid in pids:
+            managed = self._managed.get(pid)
+            if managed is None:
+                continue
             try:
                 if managed.pidfd >= 0:
                     result = os.waitid(os.P_PIDFD, managed.pidfd, _REAP)
@@ -292,8 +312,6 @@ class Reaper:
             if managed.pidfd >= 0:
                 os.close(managed.pidfd)
             found.append((record, pid, managed.on_exit))
-        if self.orphans:
-            found.extend((record, record.pid, None) for record in self._reap_orphans())
         return found
 
     def _reap_orphans(self) -> list[Reaped]:
