@@ -113,6 +113,35 @@ def test_term_delay_holds_sigterm() -> None:
         assert time.monotonic() - start >= 0.6
 
 
+def test_term_delay_applies_the_rewrite_after_the_delay() -> None:
+    """--rewrite TERM:USR1 --term-delay 0.3s: the child gets USR1, 0.3 s late, never TERM."""
+    options = ["--rewrite", "TERM:USR1", "--term-delay", "0.3s"]
+    with Init("subreaper", options, child("print_signals")) as init:
+        init.expect("ready child")
+        start = time.monotonic()
+        init.send(signal.SIGTERM)
+        assert init.expect("child ") == f"child {signal.SIGUSR1}"
+        assert time.monotonic() - start >= 0.3
+        assert init.wait() == 0
+        assert f"child {signal.SIGTERM}" not in init.rest()
+
+
+def test_term_delay_with_term_dropped_sends_nothing_and_does_not_drain() -> None:
+    """--rewrite TERM:0 --term-delay: SIGTERM is dropped after the delay, and no drain starts.
+
+    A drain would SIGKILL the child once the 0.3 s grace period is over; the
+    child must still answer a marker signal well after that.
+    """
+    options = ["--rewrite", "TERM:0", "--term-delay", "0.2s", "--grace", "0.3s"]
+    with Init("subreaper", options, child("print_signals")) as init:
+        init.expect("ready child")
+        init.send(signal.SIGTERM)
+        time.sleep(1.0)  # delay + grace, with room to spare
+        init.send(signal.SIGUSR2)  # the marker: the next line, and no TERM before it
+        assert init.expect("child ") == f"child {signal.SIGUSR2}"
+        assert init.wait() == 0
+
+
 @pytest.mark.smoke
 def test_signal_mask_and_ignored_set_pass_through() -> None:
     """Signals the init inherited blocked or ignored are blocked or ignored in the child."""

@@ -78,7 +78,7 @@ class Supervisor:
                 self.on_signal(signum)
             if self.term_due is not None and time.monotonic() >= self.term_due:
                 self.term_due = None
-                self.forward(SIGTERM, SIGTERM)
+                self.forward(SIGTERM, self.options.rewrite.get(SIGTERM, SIGTERM))
             self.reap()
             if self.status is not None and self.no_children:
                 return self.status
