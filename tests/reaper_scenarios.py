@@ -164,6 +164,57 @@ def threadless_exited_first() -> dict[str, object]:
     return {"pid": pid, "before": before, "after": after, "seen": seen, "history": history}
 
 
+def pidfds_open() -> int:
+    """How many pidfds this process holds."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            count += "pidfd" in os.readlink(f"/proc/self/fd/{name}")
+        except FileNotFoundError:
+            continue  # the listing's own descriptor
+    return count
+
+
+def manage_twice(threaded: bool) -> dict[str, object]:
+    """manage() twice for one PID is refused; manage() after stop() too; no pidfd leaks."""
+    from undertaker.pidfd import pidfd_open  # noqa: PLC0415
+
+    seen: list[tuple[str, int, str]] = []
+    out: dict[str, object] = {"pidfds_before": pidfds_open()}
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(write_end)
+        os.read(read_end, 1)  # exits when the parent closes the pipe
+        os._exit(4)
+    os.close(read_end)
+    reaper = Reaper(orphans=False, thread=threaded, sigchld=True).start()
+    reaper.manage(pid, on_exit=lambda p, st: seen.append(("first", p, str(st))))
+    out["pidfds_managed"] = pidfds_open()
+    try:
+        reaper.manage(pid, pidfd=pidfd_open(pid), on_exit=lambda p, st: seen.append(("2nd", p, "")))
+    except ValueError as err:
+        out["second"] = str(err)
+    out["pidfds_after_second"] = pidfds_open()
+    os.close(write_end)
+    sleep_until(lambda: bool(seen), 10)
+    out["seen"] = seen
+    out["state"] = proc_state(pid)
+    out["pidfds_after_exit"] = pidfds_open()
+    reaper.stop()
+    late = os.fork()
+    if late == 0:
+        os._exit(5)
+    try:
+        reaper.manage(late, pidfd=pidfd_open(late))
+    except RuntimeError as err:
+        out["after_stop"] = str(err)
+    out["pidfds_after_stop"] = pidfds_open()
+    _, raw = os.waitpid(late, 0)  # refused: still ours to reap
+    out["late_code"] = os.waitstatus_to_exitcode(raw)
+    return out
+
+
 def handler_policy() -> dict[str, object]:
     """auto leaves an existing handler alone; True chains to it; stop restores."""
 
@@ -192,6 +243,8 @@ if __name__ == "__main__":
     name, args = sys.argv[1], sys.argv[2:]
     if name == "stress":
         result = stress(args[0], int(args[1]), int(args[2]), int(args[3]))
+    elif name == "manage_twice":
+        result = manage_twice(args[0] == "thread")
     elif name == "late_waiter":
         result = late_waiter(args[0] == "claim")
     else:

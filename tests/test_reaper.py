@@ -83,6 +83,24 @@ def test_threadless_manage_reaps_a_child_that_already_exited() -> None:
     assert result["seen"] == result["history"] == [[pid, "exited 3"]]
 
 
+@pytest.mark.parametrize("mode", ["thread", "threadless"])
+def test_manage_twice_and_after_stop_are_refused(mode: str) -> None:
+    """A second manage() of one PID, or one after stop(), is refused; no pidfd leaks."""
+    result = scenario("manage_twice", mode)
+    print(result)
+    base = result["pidfds_before"]
+    assert result["pidfds_managed"] == base + 1
+    assert "already handed over" in result["second"]
+    assert result["pidfds_after_second"] == base + 1  # the second pidfd was closed
+    assert result["seen"][0][0] == "first"  # the first callback is kept
+    assert [s[2] for s in result["seen"]] == ["exited 4"]
+    assert result["state"] is None
+    assert result["pidfds_after_exit"] == base
+    assert "not running" in result["after_stop"]
+    assert result["pidfds_after_stop"] == base
+    assert result["late_code"] == 5
+
+
 @pytest.mark.smoke
 def test_sigchld_handler_policy() -> None:
     """auto never replaces a handler; sigchld=True chains to it; stop restores the old one."""

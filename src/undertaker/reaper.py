@@ -177,19 +177,22 @@ class Reaper:
             self._thread.join(timeout)
         self._thread = None
         self.reap()
-        self._running = False
-        self._restore_handler()
-        if self._set_subreaper:
-            become_subreaper(enable=False)
-            self._set_subreaper = False
         with self._lock:
+            # Under the lock, so a manage() from another thread either came
+            # before (and its pidfd is closed here) or is refused.
+            self._running = False
             for managed in self._managed.values():
                 if managed.pidfd >= 0:
                     os.close(managed.pidfd)
             self._managed.clear()
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        self._wake_r = self._wake_w = -1
+            wake_r, wake_w = self._wake_r, self._wake_w
+            self._wake_r = self._wake_w = -1
+        self._restore_handler()
+        if self._set_subreaper:
+            become_subreaper(enable=False)
+            self._set_subreaper = False
+        os.close(wake_r)
+        os.close(wake_w)
 
     def __enter__(self) -> Reaper:  # noqa: PYI034  (Self needs 3.11)
         """Start on entering the block."""
@@ -230,28 +233,44 @@ class Reaper:
 
         Raises:
             NoSuchProcess: *pid* is not a child of this process (any more).
+            ValueError: *pid* is already handed over and has not been reaped.
+            RuntimeError: the reaper is not running (before ``start()`` or
+                after ``stop()``).
+
+        On every error the *pidfd* given is closed: it was handed over too.
         """
-        try:
-            os.waitid(os.P_PID, pid, _PEEK)
-        except ChildProcessError:
-            if pidfd is not None:
-                os.close(pidfd)
-            raise NoSuchProcess(pid, "not a child of this process") from None
-        if pidfd is None:
-            try:
-                pidfd = pidfd_open(pid) if can_use_pidfd() else -1
-            except NotSupported:
-                pidfd = -1
         done: list[tuple[Reaped | None, int, ExitCallback | None]] = []
-        with self._lock:
-            self._managed[pid] = _Managed(pidfd, on_exit)
-            self._claimed.discard(pid)
-            if not self._use_thread:
-                # No thread will look at it: if it exited before we held it,
-                # its SIGCHLD has come and gone, so reap it now.
-                done = self._reap_managed([pid])
-        self._report(done)
-        self._wake()
+        try:
+            with self._lock:
+                if not self._running:
+                    raise RuntimeError("this Reaper is not running: start() it first")
+                if pid in self._managed:
+                    # The earlier hand-over may be stale: reaped by other code
+                    # (its callback then gets None) and the PID reused.
+                    done = self._reap_managed([pid])
+                    if pid in self._managed:
+                        raise ValueError(f"pid {pid} is already handed over to this Reaper")
+                try:
+                    os.waitid(os.P_PID, pid, _PEEK)
+                except ChildProcessError:
+                    raise NoSuchProcess(pid, "not a child of this process") from None
+                if pidfd is None:
+                    try:
+                        pidfd = pidfd_open(pid) if can_use_pidfd() else -1
+                    except NotSupported:
+                        pidfd = -1
+                self._managed[pid] = _Managed(pidfd, on_exit)
+                pidfd = None  # ours now: closed when the child is reaped or at stop()
+                self._claimed.discard(pid)
+                if not self._use_thread:
+                    # No thread will look at it: if it exited before we held it,
+                    # its SIGCHLD has come and gone, so reap it now.
+                    done += self._reap_managed([pid])
+                self._wake()
+        finally:
+            if pidfd is not None and pidfd >= 0:
+                os.close(pidfd)  # refused: the descriptor was handed over all the same
+            self._report(done)
         if self._pending and not self._use_thread:
             self.reap()  # SIGCHLD arrived while we held the lock
 
