@@ -192,7 +192,7 @@ def manage_twice(threaded: bool) -> dict[str, object]:
     reaper.manage(pid, on_exit=lambda p, st: seen.append(("first", p, str(st))))
     out["pidfds_managed"] = pidfds_open()
     try:
-        reaper.manage(pid, pidfd=pidfd_open(pid), on_exit=lambda p, st: seen.append(("2nd", p, "")))
+        reaper.manage(pid, pidfd=pidfd_open(pid), on_exit=lambda p, _: seen.append(("2nd", p, "")))
     except ValueError as err:
         out["second"] = str(err)
     out["pidfds_after_second"] = pidfds_open()
@@ -213,6 +213,28 @@ def manage_twice(threaded: bool) -> dict[str, object]:
     _, raw = os.waitpid(late, 0)  # refused: still ours to reap
     out["late_code"] = os.waitstatus_to_exitcode(raw)
     return out
+
+
+def orphan_after_grace(threaded: bool) -> dict[str, object]:
+    """One orphan, one SIGCHLD: reaped once its grace passes, with no further signal."""
+    try:
+        reaper = Reaper(thread=threaded, sigchld=True, grace=0.2).start()
+    except ValueError as err:
+        return {"refused": str(err)}
+    try:
+        maker = subprocess.Popen(
+            ["sh", "-c", "(sleep 0.1; exit 5) & echo $!"], stdout=subprocess.PIPE
+        )
+        assert maker.stdout is not None
+        orphan = int(maker.stdout.readline())
+        maker.wait()
+        started = time.monotonic()
+        gone = sleep_until(lambda: proc_state(orphan) is None, 2)
+        seconds = time.monotonic() - started
+        codes = [r.status.exit_code for r in reaper.history if r.pid == orphan]
+    finally:
+        reaper.stop()
+    return {"reaped": gone, "codes": codes, "seconds": round(seconds, 2)}
 
 
 def handler_policy() -> dict[str, object]:
@@ -245,6 +267,8 @@ if __name__ == "__main__":
         result = stress(args[0], int(args[1]), int(args[2]), int(args[3]))
     elif name == "manage_twice":
         result = manage_twice(args[0] == "thread")
+    elif name == "orphan_after_grace":
+        result = orphan_after_grace(args[0] == "thread")
     elif name == "late_waiter":
         result = late_waiter(args[0] == "claim")
     else:

@@ -101,6 +101,21 @@ def test_manage_twice_and_after_stop_are_refused(mode: str) -> None:
     assert result["late_code"] == 5
 
 
+def test_threadless_reaper_refuses_orphans() -> None:
+    """Threadless, an orphan past its grace would wait for a SIGCHLD that may never come."""
+    result = scenario("orphan_after_grace", "threadless")
+    assert "needs thread=True" in result["refused"]
+
+
+def test_orphan_is_reaped_when_its_grace_ends() -> None:
+    """With the thread, one orphan and no later SIGCHLD: reaped soon after grace (0.2 s)."""
+    result = scenario("orphan_after_grace", "thread")
+    print(result)
+    assert result["reaped"]
+    assert result["codes"] == [5]
+    assert result["seconds"] < 1.5
+
+
 @pytest.mark.smoke
 def test_sigchld_handler_policy() -> None:
     """auto never replaces a handler; sigchld=True chains to it; stop restores the old one."""

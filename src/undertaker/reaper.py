@@ -87,7 +87,10 @@ class Reaper:
             handler); True installs it anyway, chaining to an existing Python
             handler; False never touches SIGCHLD.
         thread: run the background thread. Without it, reaping happens in the
-            SIGCHLD handler (main thread) and in ``reap()``.
+            SIGCHLD handler (main thread), in ``manage()`` and in ``reap()``;
+            it then needs ``orphans=False``: an orphan candidate must be looked
+            at again once *grace* has passed, and without the thread nothing
+            would wake us then (no further SIGCHLD may ever come).
         on_reap: called as ``on_reap(reaped)`` after each child is collected.
         history: how many ``Reaped`` records to keep in ``history``.
     """
@@ -139,9 +142,16 @@ class Reaper:
                 SIGCHLD is ``SIG_IGN`` (the kernel then reaps every child
                 itself and no status can be collected).
             RuntimeError: already started.
+            ValueError: ``orphans=True`` with ``thread=False`` (see *thread*).
         """
         if self._running:
             raise RuntimeError("this Reaper is already running")
+        if self.orphans and not self._use_thread:
+            raise ValueError(
+                "Reaper(orphans=True) needs thread=True: an orphan is reaped only after "
+                "`grace` seconds, and without the thread nothing wakes us then; use "
+                "orphans=False and manage() for a threadless reaper"
+            )
         if self.orphans and not _ownership.can_list_children():
             raise NotSupported("orphan reaping", "the kernel lacks CONFIG_PROC_CHILDREN")
         self._pid = os.getpid()
