@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from helpers import needs_namespace
-from init_children.harness import PYTHON, Init, child, run_init, state
+from init_children.harness import INIT, PYTHON, UNSHARE, Init, child, run_init, state
 from undertaker.testing import sleep_until
 
 MODE = [pytest.param("pid1", marks=needs_namespace), "subreaper"]
@@ -268,3 +270,92 @@ def test_without_log_reaped_stderr_is_silent() -> None:
     done = run_init("subreaper", [], [PYTHON, "-c", code])
     assert done.stderr == ""
     assert done.returncode == 0
+
+
+# The init as an unprivileged user (uid/gid 65534, "nobody") that has a root child.
+AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+needs_setpriv = pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv(1)")
+
+
+def run_unprivileged_init_with_a_root_child(
+    options: list[str], command: list[str], *, hidepid: bool = False
+) -> tuple[subprocess.CompletedProcess[str], int, float]:
+    """PID 1 of a new namespace: a root shell starts ``sleep`` and execs the init as nobody.
+
+    The simplest real way for a non-root init to own a process it may not
+    signal: a child outlives the exec that turns its parent into the init
+    (the same thing happens when a root ``docker exec`` leaves an orphan
+    behind in a container whose init runs as a user). ``kill`` then fails with
+    EPERM. With *hidepid*, /proc is remounted ``hidepid=1`` first, so the
+    root process's ``/proc/PID/stat`` cannot even be read (EACCES).
+
+    Returns the finished run, the root child's PID in the namespace, and the
+    run's duration. The namespace's end (``--kill-child``) kills the sleep.
+    """
+    script = "mount -o remount,hidepid=1 /proc && " if hidepid else ""
+    script += "sleep 30 >/dev/null 2>&1 & echo $! && "
+    script += f"exec {shlex.join([*AS_NOBODY, *INIT, *options, '--', *command])}"
+    start = time.monotonic()
+    done = subprocess.run(
+        [*UNSHARE, "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    return done, int(done.stdout.split()[0]), time.monotonic() - start
+
+
+@needs_namespace
+@needs_setpriv
+def test_drain_warns_once_about_a_process_it_may_not_signal_and_carries_on() -> None:
+    """EPERM in the drain: one warning for that PID, no traceback, the child's status.
+
+    The root ``sleep`` refuses SIGTERM; once the main child is gone and that
+    is all that is left, the init exits (as PID 1, that ends it) instead of
+    waiting out the 20 s grace period for a process that got no signal.
+    """
+    done, root_pid, elapsed = run_unprivileged_init_with_a_root_child(
+        ["--grace", "20s"], ["sh", "-c", "exit 7"]
+    )
+    assert done.returncode == 7, done.stderr
+    assert "Traceback" not in done.stderr
+    warning = f"undertaker run: warning: cannot signal pid {root_pid}: different user"
+    assert done.stderr.splitlines().count(warning) == 1, done.stderr
+    assert elapsed < 10, elapsed
+
+
+@needs_namespace
+@needs_setpriv
+def test_kill_orphans_warns_once_about_a_process_it_may_not_signal() -> None:
+    """--kill-orphans polls every 50 ms: the refused SIGKILL is reported once, not each time."""
+    done, root_pid, _ = run_unprivileged_init_with_a_root_child(
+        ["--kill-orphans", "--grace", "0.3s"], ["sleep", "0.5"]
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    warning = f"undertaker run: warning: cannot signal pid {root_pid}: different user"
+    assert done.stderr.splitlines().count(warning) == 1, done.stderr
+
+
+@needs_namespace
+@needs_setpriv
+def test_drain_skips_processes_hidden_by_hidepid() -> None:
+    """/proc with hidepid=1: another user's stat gives EACCES, which the drain skips.
+
+    The main child leaves a worker of its own user behind: the drain still
+    finds it in /proc and ends it with SIGTERM, and the init exits with the
+    main child's status, long before the 20 s grace period.
+    """
+    command = ["sh", "-c", "sleep 60 & exit 3"]
+    done, root_pid, elapsed = run_unprivileged_init_with_a_root_child(
+        ["--grace", "20s", "--log-reaped"], command, hidepid=True
+    )
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    signals = [e["signal"] for e in events if e["event"] == "reaped" and not e["main"]]
+    assert signal.SIGTERM in signals  # the worker, drained
+    assert f"cannot signal pid {root_pid}: different user" in done.stderr
+    assert elapsed < 10, elapsed

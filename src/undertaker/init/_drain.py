@@ -12,14 +12,16 @@ import os
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     import signal as _signal  # the same functions, with stubs
+    from collections.abc import Callable
 else:
     import _signal
 
 PROC = "/proc"
+OWN_CHILD = -1  # start time of an own child /proc will not show: plain kill is safe
 
 
 def read_stat(pid: int) -> tuple[str, int, int, str, int] | None:
-    """``(comm, ppid, pgrp, state, starttime)`` of *pid*, or None if it is gone.
+    """``(comm, ppid, pgrp, state, starttime)`` of *pid*, or None if gone or hidden.
 
     Fields by ``man 5 proc``: comm is between the first ``(`` and the last
     ``)``, and may contain anything, those two included.
@@ -28,6 +30,8 @@ def read_stat(pid: int) -> tuple[str, int, int, str, int] | None:
         with open(f"{PROC}/{pid}/stat", "rb") as stat:
             data = stat.read()
     except (FileNotFoundError, ProcessLookupError):  # exited since we listed it
+        return None
+    except PermissionError:  # /proc mounted with hidepid=1: another user's process
         return None
     right = data.rfind(b")")
     fields = data[right + 2 :].split()
@@ -39,7 +43,9 @@ def descendants(root: int, skip: int | None = None) -> dict[int, int]:
     """Live (non-zombie) descendants of *root*, as ``{pid: starttime}``.
 
     With *skip*, the subtree of that PID is left out (the main child, while
-    it still runs and manages its own workers).
+    it still runs and manages its own workers). Direct children of *root*
+    whose stat /proc hides (hidepid) are included with start time
+    ``OWN_CHILD``: they are ours and unreaped, so their PID cannot be reused.
     """
     children: dict[int, list[int]] = {}
     info: dict[int, tuple[str, int]] = {}
@@ -52,6 +58,10 @@ def descendants(root: int, skip: int | None = None) -> dict[int, int]:
         children.setdefault(stat[1], []).append(int(name))
         info[int(name)] = (stat[3], stat[4])
     found: dict[int, int] = {}
+    if root == os.getpid():
+        for pid in _children_file(root):
+            if pid not in info and pid != skip:
+                found[pid] = OWN_CHILD
     todo = list(children.get(root, ()))
     while todo:
         pid = todo.pop()
@@ -64,40 +74,61 @@ def descendants(root: int, skip: int | None = None) -> dict[int, int]:
     return found
 
 
-def signal_process(pid: int, starttime: int, signum: int) -> bool:
+def signal_process(pid: int, starttime: int, signum: int, refused: Callable[[int], None]) -> bool:
     """Send *signum* to *pid* if it is still the process we scanned.
 
     A pidfd pins the process; its start time, read after the pidfd was
     opened, proves the PID was not reused since the scan. Returns False when
-    the process is gone or is not the same one any more.
+    the process is gone, is not the same one any more, or belongs to another
+    user (EPERM: *refused* is told).
     """
+    if starttime == OWN_CHILD:
+        return _kill(pid, signum, refused)
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return False
     except OSError:  # no pidfd (Linux < 5.3, or seccomp): check, then plain kill
-        return _kill_checked(pid, starttime, signum)
+        return _kill_checked(pid, starttime, signum, refused)
     try:
         stat = read_stat(pid)
         if stat is None or stat[4] != starttime:
             return False
-        _signal.pidfd_send_signal(pidfd, signum)
-    except ProcessLookupError:
-        return False
+        return _send(lambda: _signal.pidfd_send_signal(pidfd, signum), pid, refused)
     finally:
         os.close(pidfd)
-    return True
 
 
-def _kill_checked(pid: int, starttime: int, signum: int) -> bool:
+def _kill_checked(pid: int, starttime: int, signum: int, refused: Callable[[int], None]) -> bool:
     stat = read_stat(pid)
     if stat is None or stat[4] != starttime:
         return False
+    return _kill(pid, signum, refused)
+
+
+def _kill(pid: int, signum: int, refused: Callable[[int], None]) -> bool:
+    return _send(lambda: os.kill(pid, signum), pid, refused)
+
+
+def _send(deliver: Callable[[], None], pid: int, refused: Callable[[int], None]) -> bool:
+    """Run *deliver*; False if the target is gone (ESRCH) or refused (EPERM, *refused* told)."""
     try:
-        os.kill(pid, signum)
+        deliver()
     except ProcessLookupError:
         return False
+    except PermissionError:
+        refused(pid)
+        return False
     return True
+
+
+def _children_file(me: int) -> list[int]:
+    """``/proc/ME/task/ME/children`` (the init has one thread); [] if unavailable."""
+    try:
+        with open(f"{PROC}/{me}/task/{me}/children", "rb") as listing:
+            return [int(word) for word in listing.read().split()]
+    except OSError:  # CONFIG_PROC_CHILDREN is off
+        return []
 
 
 def own_children(me: int) -> list[int]:
@@ -105,7 +136,7 @@ def own_children(me: int) -> list[int]:
     try:
         with open(f"{PROC}/{me}/task/{me}/children", "rb") as listing:
             return [int(word) for word in listing.read().split()]
-    except FileNotFoundError:  # CONFIG_PROC_CHILDREN is off: scan the table
+    except OSError:  # CONFIG_PROC_CHILDREN is off: scan the table
         return [
             int(name)
             for name in os.listdir(PROC)

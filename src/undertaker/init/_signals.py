@@ -12,6 +12,7 @@ import os
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     import signal as _signal  # the same functions, with stubs
+    from collections.abc import Callable
 else:
     import _signal
 
@@ -140,10 +141,18 @@ class InheritedSignals:
         return None if info is None else int(info.si_signo)
 
 
-def send(pid: int, signum: int) -> bool:
-    """``kill(pid, signum)``; False when the target is already gone (ESRCH)."""
+def send(pid: int, signum: int, refused: Callable[[int], None]) -> bool:
+    """``kill(pid, signum)``; False when the target is gone (ESRCH) or refused it (EPERM).
+
+    EPERM means a process of another user (a setuid program, or one a root
+    ``docker exec`` left behind for a non-root init): *refused* is told, and
+    the init carries on. As PID 1, an exception here would end the container.
+    """
     try:
         os.kill(pid, signum)
     except ProcessLookupError:
+        return False
+    except PermissionError:
+        refused(pid)
         return False
     return True

@@ -69,6 +69,7 @@ class Supervisor:
         self.drain_deadline: float | None = None
         self.killing_since: float | None = None
         self.signalled: set[tuple[int, int]] = set()  # (pid, starttime) the drain signalled
+        self.refused: set[int] = set()  # PIDs (or -PGIDs) that refused a signal: EPERM
 
     def run(self) -> int:
         """Loop until the main child is reaped and no child is left; return its status."""
@@ -118,12 +119,20 @@ class Supervisor:
         if signum == 0 or self.status is not None:
             return  # dropped by --rewrite, or the PID may already be reused
         target = -self.child.pgid if self.options.process_group else self.child.pid
-        if not send(target, signum):
+        if not send(target, signum, self.on_refused) and target not in self.refused:
             self.report.warning(f"child already gone while forwarding {name_of(signum)}")
         if signum in JOB_CONTROL or received in JOB_CONTROL:
             self.job_stop_forwarded = True
         if received in TERMINATING and self.drain_deadline is None:
             self.start_drain()
+
+    def on_refused(self, pid: int) -> None:
+        """A signal was refused (EPERM): warn once per PID and carry on."""
+        if pid in self.refused:
+            return
+        self.refused.add(pid)
+        what = f"process group {-pid}" if pid < 0 else f"pid {pid}"
+        self.report.warning(f"cannot signal {what}: different user")
 
     def on_child_stopped(self, stop_signal: int) -> None:
         """Job control: the main child stopped, so the init stops too, like a shell job.
@@ -158,7 +167,7 @@ class Supervisor:
                     os.tcsetpgrp(tty, self.child.pgid)
             except OSError:
                 self.child.tty = None
-        send(-self.child.pgid, SIGCONT)
+        send(-self.child.pgid, SIGCONT, self.on_refused)
 
     # -- reaping -------------------------------------------------------------
 
@@ -212,7 +221,7 @@ class Supervisor:
         for pid in _drain.own_children(self.me):
             if pid != self.child.pid:
                 # Our own unreaped child: its PID cannot be reused, kill is safe.
-                send(pid, SIGKILL)
+                send(pid, SIGKILL, self.on_refused)
 
     # -- draining ------------------------------------------------------------
 
@@ -229,13 +238,14 @@ class Supervisor:
             return True
         if now < self.drain_deadline:
             skip = self.child.pid if self.status is None else None
-            for pid, start in _drain.descendants(self.me, skip).items():
+            left = _drain.descendants(self.me, skip)
+            for pid, start in left.items():
                 if (pid, start) not in self.signalled and _drain.signal_process(
-                    pid, start, SIGTERM
+                    pid, start, SIGTERM, self.on_refused
                 ):
                     self.signalled.add((pid, start))
             self.stats.drained = len(self.signalled)
-            return False
+            return self.status is not None and self._only_refused_left(left)
         if self.killing_since is None:
             self.killing_since = now
             left = _drain.descendants(self.me)
@@ -247,8 +257,17 @@ class Supervisor:
         elif now - self.killing_since > GIVE_UP_AFTER_KILL:
             self.report.warning("processes survive SIGKILL (uninterruptible sleep?); exiting")
             return True
-        for pid, start in _drain.descendants(self.me).items():
-            if _drain.signal_process(pid, start, SIGKILL):
+        left = _drain.descendants(self.me)
+        for pid, start in left.items():
+            if _drain.signal_process(pid, start, SIGKILL, self.on_refused):
                 self.signalled.add((pid, start))
         self.stats.drained = len({pid for pid, _ in self.signalled})
-        return False
+        return self._only_refused_left(left)
+
+    def _only_refused_left(self, left: dict[int, int]) -> bool:
+        """Whether every process left refused our signals (EPERM), so waiting cannot help.
+
+        As PID 1, the init's exit has the kernel kill them; as a subreaper,
+        they outlive it, as they would any init that may not signal them.
+        """
+        return bool(left) and left.keys() <= self.refused
