@@ -111,6 +111,27 @@ def test_forgotten_child_is_reaped() -> None:
             children._janitor.stop()
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_waited_children_keep_no_pidfd_open() -> None:
+    """50 children spawned, waited or polled, and kept as objects: no descriptor piles up."""
+    kept = [spawn(["true"])]  # the first spawn loads subprocess; count after it
+    kept[0].wait(10)
+    before = _open_fds()
+    for i in range(50):
+        child = spawn(["sh", "-c", f"exit {i % 7}"])
+        if i % 2:
+            assert child.wait(10) == WaitStatus.exited_with(i % 7)
+        else:
+            assert sleep_until(lambda c=child: c.poll() is not None, 10)
+        kept.append(child)
+    assert _open_fds() == before
+    assert [c.returncode for c in kept[1:]] == [i % 7 for i in range(50)]
+    assert all(proc_state(c.pid) is None for c in kept)  # reaped, not just closed
+
+
 def test_context_manager_terminates() -> None:
     """Leaving the block stops a child that still runs."""
     with spawn(["sleep", "30"]) as child:

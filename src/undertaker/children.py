@@ -67,7 +67,7 @@ class _State:
         self.popen.returncode = 0 if returncode is None else returncode
 
     def try_reap(self) -> WaitStatus | None:
-        """Reap if the child has exited; never blocks."""
+        """Reap if the child has exited, and close the pidfd then; never blocks."""
         with self.lock:
             if self.status is not None or self.lost or self.pidfd < 0:
                 return self.status  # done, or handed to the janitor by close()
@@ -75,10 +75,26 @@ class _State:
                 result = os.waitid(os.P_PIDFD, self.pidfd, _REAP)
             except ChildProcessError:
                 self.finish(None)
-                return None
-            if result is not None:
+            else:
+                if result is None:
+                    return None  # still running
                 self.finish(WaitStatus.from_waitid(result))
+            # Reaped (or lost): the pidfd has nothing left to tell. Closed under
+            # the lock, so no other thread can use its number once it is reused.
+            os.close(self.pidfd)
+            self.pidfd = -1
             return self.status
+
+    def watch_fd(self) -> int:
+        """A private copy of the pidfd to sleep on; -1 once reaped or handed over.
+
+        A copy, because another thread may reap the child and close the pidfd
+        while we sleep, and its number may then be given to an unrelated file.
+        """
+        with self.lock:
+            if self.done() or self.pidfd < 0:
+                return -1
+            return os.dup(self.pidfd)
 
     def done(self) -> bool:
         return self.status is not None or self.lost
@@ -88,10 +104,8 @@ def _forget(state: _State) -> None:
     """Finalizer of an unwaited Child: reap now, or hand it to the janitor."""
     with state.lock:
         if state.pidfd < 0:
-            return
+            return  # reaped already (the pidfd is closed then), or handed over
     if state.try_reap() is not None or state.lost:
-        os.close(state.pidfd)
-        state.pidfd = -1
         return
     fd, state.pidfd = state.pidfd, -1
     _janitor_reaper().manage(state.pid, pidfd=fd, on_exit=lambda _pid, st: state.finish(st))
@@ -166,10 +180,13 @@ class Child:
             TimeoutExpired: still running after *timeout* seconds (it is not killed).
             StatusLost: other code reaped it first.
         """
-        if not self._state.done():
-            fd = self._state.pidfd
-            if fd >= 0 and not wait_readable(fd, timeout):
-                raise TimeoutExpired(self.pid, timeout)
+        fd = self._state.watch_fd()
+        if fd >= 0:
+            try:
+                if not wait_readable(fd, timeout):
+                    raise TimeoutExpired(self.pid, timeout)
+            finally:
+                os.close(fd)
             self._state.try_reap()
         return self._result()
 
@@ -182,23 +199,28 @@ class Child:
         """
         import asyncio  # noqa: PLC0415  (only asyncio users pay for it)
 
-        if self._state.done() or self._state.try_reap() is not None:
+        if self._state.try_reap() is not None:
             return self._result()
-        loop = asyncio.get_running_loop()
-        exited = loop.create_future()
-        fd = self._state.pidfd
-
-        def readable() -> None:
-            if not exited.done():
-                exited.set_result(None)
-
-        loop.add_reader(fd, readable)
+        fd = self._state.watch_fd()
+        if fd < 0:
+            return self._result()
         try:
-            await asyncio.wait_for(exited, timeout)
-        except asyncio.TimeoutError:
-            raise TimeoutExpired(self.pid, timeout) from None
+            loop = asyncio.get_running_loop()
+            exited = loop.create_future()
+
+            def readable() -> None:
+                if not exited.done():
+                    exited.set_result(None)
+
+            loop.add_reader(fd, readable)
+            try:
+                await asyncio.wait_for(exited, timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutExpired(self.pid, timeout) from None
+            finally:
+                loop.remove_reader(fd)
         finally:
-            loop.remove_reader(fd)
+            os.close(fd)
         self._state.try_reap()
         return self._result()
 
