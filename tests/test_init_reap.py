@@ -359,3 +359,72 @@ def test_drain_skips_processes_hidden_by_hidepid() -> None:
     assert signal.SIGTERM in signals  # the worker, drained
     assert f"cannot signal pid {root_pid}: different user" in done.stderr
     assert elapsed < 10, elapsed
+
+
+# unshare without --mount-proc: the namespace's /proc is still the host's.
+UNSHARE_NO_PROC = [word for word in UNSHARE if word != "--mount-proc"]
+WORKER_AND_EXIT = (
+    "import subprocess, sys, time\n"
+    "w = subprocess.Popen(['sleep', '60'], start_new_session=True)\n"  # a setsid escapee
+    "time.sleep(0.5)\n"  # --kill-orphans polls every 50 ms: time to hit it, if it would
+    "print('worker', 'alive' if w.poll() is None else 'dead', flush=True)\n"
+    "sys.exit(4)\n"
+)
+
+
+@needs_namespace
+def test_foreign_proc_is_detected_and_not_trusted_as_pid1() -> None:
+    """PID 1 with the host's /proc: one warning; no comm from the wrong table; still drains.
+
+    The /proc-based parts are off: the log has no comm (it used to name the
+    host's ``kthreadd`` for PID 2), ``--kill-orphans`` cannot misread the
+    host's PIDs as ours (the main child's worker lives), and the drain ends
+    the ``setsid`` worker with ``kill(-1, SIGTERM)``, long before the grace.
+    """
+    argv = [*UNSHARE_NO_PROC, *INIT, "--log-reaped", "--kill-orphans", "--grace", "20s"]
+    start = time.monotonic()
+    done = subprocess.run(
+        [*argv, "--", PYTHON, "-c", WORKER_AND_EXIT],
+        capture_output=True, text=True, timeout=30, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    elapsed = time.monotonic() - start
+    assert done.returncode == 4, done.stderr
+    assert done.stdout == "worker alive\n"
+    warnings = [line for line in done.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, done.stderr
+    assert "/proc does not show this PID namespace" in warnings[0]
+    assert "--mount-proc" in warnings[0]
+    assert "every process in the namespace" in warnings[0]
+    events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    reaped = [e for e in events if e["event"] == "reaped"]
+    assert all(e["comm"] is None and "age_s" not in e for e in reaped), reaped
+    assert sorted((e["main"], e["exit_code"], e["signal"]) for e in reaped) == [
+        (False, None, signal.SIGTERM),
+        (True, 4, None),
+    ]
+    assert elapsed < 10, elapsed
+
+
+@needs_namespace
+def test_foreign_proc_as_subreaper_drains_the_process_group() -> None:
+    """Not PID 1, host's /proc: the drain falls back to the command's process group."""
+    init = shlex.join([*INIT, "--grace", "20s", "--", "sh", "-c", "sleep 60 & exit 5"])
+    start = time.monotonic()
+    done = subprocess.run(
+        [*UNSHARE_NO_PROC, "sh", "-c", f"{init}; echo init=$?"],
+        capture_output=True, text=True, timeout=30, check=False, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.stdout == "init=5\n", done.stderr
+    assert "only the command's process group" in done.stderr
+    assert time.monotonic() - start < 10
+
+
+@needs_namespace
+def test_own_proc_gives_no_warning_and_the_comm() -> None:
+    """With --mount-proc, /proc is the namespace's: no warning, and comm in the log."""
+    done = run_init("pid1", ["--log-reaped", "--kill-orphans"], ["sleep", "0.2"])
+    assert done.returncode == 0
+    assert "warning" not in done.stderr
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    assert events[0]["comm"] == "sleep"
+    assert events[0]["main"]

@@ -20,6 +20,19 @@ PROC = "/proc"
 OWN_CHILD = -1  # start time of an own child /proc will not show: plain kill is safe
 
 
+def proc_is_ours() -> bool:
+    """Whether /proc shows this PID namespace (``/proc/self`` is our own PID).
+
+    Not so after ``unshare --pid --fork`` without ``--mount-proc``, or in a
+    container that bind-mounts the host's /proc: the PIDs there are another
+    namespace's, and reading or signalling by them would hit strangers.
+    """
+    try:
+        return os.readlink(f"{PROC}/self") == str(os.getpid())
+    except OSError:  # no /proc at all
+        return False
+
+
 def read_stat(pid: int) -> tuple[str, int, int, str, int] | None:
     """``(comm, ppid, pgrp, state, starttime)`` of *pid*, or None if gone or hidden.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from undertaker.init import _prctl
+from undertaker.init import _drain, _prctl
 from undertaker.init._options import HELP, Options, UsageError, parse_options
 from undertaker.init._report import Reporter
 from undertaker.init._signals import InheritedSignals
@@ -61,7 +61,8 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
         report.error(f"cannot start {options.command[0]!r}: {err.strerror}")
         return EXIT_INTERNAL
     leave_working_directory()
-    supervisor = Supervisor(child, options, signals, report)
+    proc = check_proc(report)
+    supervisor = Supervisor(child, options, signals, report, proc=proc)
     status = supervisor.run()
     code = exit_code(status, options.remap_exit)
     report.summary(supervisor.stats, code)
@@ -79,6 +80,23 @@ def become_reaper(options: Options, report: Reporter) -> None:
         _prctl.set_child_subreaper()
     except OSError as err:
         report.warning(f"PR_SET_CHILD_SUBREAPER failed ({err.strerror}); {NOT_REAPING}")
+
+
+def check_proc(report: Reporter) -> bool:
+    """Whether /proc is this PID namespace's; if not, say what is lost and how to fix it."""
+    if _drain.proc_is_ours():
+        return True
+    reach = (
+        "every process in the namespace (kill -1)"
+        if os.getpid() == 1
+        else "only the command's process group"
+    )
+    report.warning(
+        "/proc does not show this PID namespace (mount one: unshare --mount-proc, or "
+        f"mount -t proc proc /proc): the drain reaches {reach}, --kill-orphans is off, "
+        "and --log-reaped shows no comm or age"
+    )
+    return False
 
 
 def arm_parent_death_signal(signum: int) -> None:

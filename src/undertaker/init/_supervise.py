@@ -52,11 +52,24 @@ class Supervisor:
     """Runs the loop for one main child and returns its final wait status."""
 
     def __init__(
-        self, child: Child, options: Options, signals: InheritedSignals, report: Reporter
+        self,
+        child: Child,
+        options: Options,
+        signals: InheritedSignals,
+        report: Reporter,
+        *,
+        proc: bool = True,
     ) -> None:
-        """Prepare to supervise *child* as *options* ask."""
+        """Prepare to supervise *child* as *options* ask.
+
+        *proc*: /proc shows our PID namespace. If not, nothing is read from it:
+        no comm or age in the log, no ``--kill-orphans``, and a drain that
+        signals the whole namespace (as PID 1) or the child's process group.
+        """
         self.child = child
         self.options = options
+        self.proc = proc
+        self.kill_orphans_on = options.kill_orphans and proc
         self.signals = signals
         self.report = report
         self.stats = Stats()
@@ -68,6 +81,7 @@ class Supervisor:
         self.term_due: float | None = None  # a delayed SIGTERM, on the monotonic clock
         self.drain_deadline: float | None = None
         self.killing_since: float | None = None
+        self.blind_termed = False  # without /proc: the one SIGTERM of the drain was sent
         self.signalled: set[tuple[int, int]] = set()  # (pid, starttime) the drain signalled
         self.refused: set[int] = set()  # PIDs (or -PGIDs) that refused a signal: EPERM
 
@@ -88,12 +102,12 @@ class Supervisor:
             elif self.drain_deadline is not None:
                 if self.drain_step():
                     return self.status if self.status is not None else SIGKILL
-            elif self.options.kill_orphans:
+            elif self.kill_orphans_on:
                 self.kill_orphans()
 
     def _timeout(self) -> float:
         now = time.monotonic()
-        timeout = ORPHAN_POLL if self.options.kill_orphans else IDLE_WAIT
+        timeout = ORPHAN_POLL if self.kill_orphans_on else IDLE_WAIT
         if self.term_due is not None:
             timeout = min(timeout, self.term_due - now)
         if self.killing_since is not None:
@@ -131,7 +145,9 @@ class Supervisor:
         if pid in self.refused:
             return
         self.refused.add(pid)
-        what = f"process group {-pid}" if pid < 0 else f"pid {pid}"
+        what = f"process group {-pid}" if pid < -1 else f"pid {pid}"
+        if pid == -1:
+            what = "some processes (kill -1)"
         self.report.warning(f"cannot signal {what}: different user")
 
     def on_child_stopped(self, stop_signal: int) -> None:
@@ -178,7 +194,7 @@ class Supervisor:
         while True:
             ident = None
             try:
-                if self.report.reaped_lines:
+                if self.report.reaped_lines and self.proc:
                     peek = os.waitid(os.P_ALL, 0, os.WEXITED | flags | os.WNOWAIT)
                     if peek is None:
                         return
@@ -236,6 +252,8 @@ class Supervisor:
         assert self.drain_deadline is not None  # noqa: S101  (only called while draining)
         if self.no_children and self.status is not None:
             return True
+        if not self.proc:
+            return self._blind_drain_step(now, self.drain_deadline)
         if now < self.drain_deadline:
             skip = self.child.pid if self.status is None else None
             left = _drain.descendants(self.me, skip)
@@ -271,3 +289,35 @@ class Supervisor:
         they outlive it, as they would any init that may not signal them.
         """
         return bool(left) and left.keys() <= self.refused
+
+    def _blind_drain_step(self, now: float, deadline: float) -> bool:
+        """The drain without /proc: no list of descendants, so signal wholesale.
+
+        As PID 1, ``kill(-1)`` reaches every process of the namespace (all of
+        them our descendants); elsewhere only the main child's process group
+        can be found. SIGTERM is sent once, when the main child has exited (a
+        second one would re-run slow handlers); SIGKILL at the deadline.
+        """
+        targets = [-1] if self.me == 1 else [-self.child.pgid]
+        if now < deadline:
+            if self.status is not None and not self.blind_termed:
+                self.blind_termed = True
+                for target in targets:
+                    send(target, SIGTERM, self.on_refused)
+            return False
+        if self.killing_since is None:
+            self.killing_since = now
+            self.report.warning(
+                f"children still running {self.options.grace:g}s after SIGTERM; sending SIGKILL"
+            )
+        elif now - self.killing_since > GIVE_UP_AFTER_KILL:
+            self.report.warning(
+                "children survive SIGKILL (uninterruptible sleep, or out of reach without "
+                "/proc); exiting"
+            )
+            return True
+        if self.status is None:
+            targets.append(self.child.pid)
+        for target in targets:
+            send(target, SIGKILL, self.on_refused)
+        return False
