@@ -231,6 +231,38 @@ def _pty_read_until(fd: int, needle: bytes | re.Pattern[bytes], timeout: float =
     return seen
 
 
+def _end_tree(shell_pid: int) -> None:
+    """SIGKILL the shell and what runs under it (all started here), then reap them all.
+
+    Each process is pinned with a pidfd before the kill. Once its parent is
+    gone, an orphan comes to this process (the session's subreaper), so the
+    tree is reaped top-down: the shell, then the init, then its child; those
+    that their own parent reaped first are simply gone.
+    """
+    tree, todo = [], [shell_pid]
+    while todo:
+        tree.append(todo.pop())
+        todo.extend(children_of(tree[-1]))
+    pidfds = {}
+    for pid in tree:
+        try:
+            pidfds[pid] = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+    for pidfd in reversed(pidfds.values()):
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pidfd in pidfds.values():  # each wait returns once the parent's exit handed it here
+        try:
+            os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+        except ChildProcessError:  # reaped by its own parent before that died
+            pass
+        finally:
+            os.close(pidfd)
+
+
 def test_ctrl_z_and_fg_under_a_pseudo_terminal() -> None:
     """In an interactive shell, Ctrl-Z stops the child and the init; fg resumes both."""
     shell_pid, fd = pty.fork()
@@ -259,14 +291,25 @@ def test_ctrl_z_and_fg_under_a_pseudo_terminal() -> None:
         _pty_read_until(fd, b"bye")
         os.write(fd, b"exit\n")
     finally:
-        tree, todo = [], [shell_pid]
-        while todo:  # the shell, the init, its child: all ours, by PID
-            tree.append(todo.pop())
-            todo.extend(children_of(tree[-1]))
-        for pid in reversed(tree):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        os.waitpid(shell_pid, 0)
+        _end_tree(shell_pid)
+        os.close(fd)
+
+
+def test_the_terminal_goes_back_to_the_callers_group_on_exit() -> None:
+    """``sh -c 'undertaker run -- true; read x'`` on a terminal: the shell can still read it.
+
+    The init hands the terminal's foreground to the child's group; if it
+    exits leaving it there, the (non-interactive, orphaned-group) shell gets
+    EIO from ``read`` and the status is 1.
+    """
+    script = f'{PYTHON} -m undertaker run -- true; read x; echo "rc=$? x=$x"'
+    shell_pid, fd = pty.fork()
+    if shell_pid == 0:  # pragma: no cover  (the shell side)
+        os.execvp("sh", ["sh", "-c", script])  # noqa: S606
+    try:
+        os.write(fd, b"hello\n")  # buffered by the terminal until someone reads
+        seen = _pty_read_until(fd, re.compile(rb"rc=\d+ x=\w*\r?\n"))
+        assert b"rc=0 x=hello" in seen, seen
+    finally:
+        _end_tree(shell_pid)
         os.close(fd)

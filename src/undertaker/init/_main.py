@@ -64,6 +64,7 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
     proc = check_proc(report)
     supervisor = Supervisor(child, options, signals, report, proc=proc)
     status = supervisor.run()
+    supervisor.give_back_terminal()
     code = exit_code(status, options.remap_exit)
     report.summary(supervisor.stats, code)
     return code

@@ -171,6 +171,23 @@ class Supervisor:
         if self.me != 1:
             os.kill(self.me, SIGSTOP)
 
+    def give_back_terminal(self) -> None:
+        """Before the init exits: take the terminal back from the child's (dead) group.
+
+        The child got the foreground at start; left there, the group is gone
+        and the shell that ran us reads its terminal from the background
+        (EIO or SIGTTIN). SIGTTOU is blocked, so ``tcsetpgrp`` works from here.
+        Not if someone else holds the terminal now (``bg``, another job).
+        """
+        tty = self.child.tty
+        if tty is None:
+            return
+        try:
+            if os.tcgetpgrp(tty) == self.child.pgid:
+                os.tcsetpgrp(tty, os.getpgrp())
+        except OSError:  # the terminal hung up: nothing to give back
+            pass
+
     def resume_child(self) -> None:
         """SIGCONT after a job-control stop: give back the terminal, wake the whole group."""
         if not self.child_stopped or self.status is not None:
