@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import os
 import signal
 import subprocess
@@ -130,6 +131,64 @@ def test_waited_children_keep_no_pidfd_open() -> None:
     assert _open_fds() == before
     assert [c.returncode for c in kept[1:]] == [i % 7 for i in range(50)]
     assert all(proc_state(c.pid) is None for c in kept)  # reaped, not just closed
+
+
+# Children dropped in a reference cycle are found only by the garbage collector,
+# which runs their finalizers on whatever thread it interrupts. Here it runs
+# (1) on a thread holding both locks the janitor path takes, and (2) on the
+# janitor's own thread. Each `sleep` is then killed and must be reaped.
+CYCLES = r"""
+import gc, json, os, signal, threading
+from undertaker import children, spawn
+from undertaker.testing import proc_state, sleep_until
+
+def dropped_in_a_cycle():
+    child = spawn(["sleep", "30"])
+    child.me = child  # only gc.collect() can free it
+    return child.pid, os.pidfd_open(child.pid)
+
+def kill_and_check(pid, fd):
+    signal.pidfd_send_signal(fd, signal.SIGKILL)
+    os.close(fd)
+    return sleep_until(lambda: proc_state(pid) is None, 10)
+
+gc.disable()  # collections happen where we say, nowhere else
+out = {}
+janitor = children._janitor_reaper()
+pid, fd = dropped_in_a_cycle()
+with children._janitor_lock, janitor._lock:  # as during a janitor start, or a pass
+    gc.collect()
+out["collected_under_locks"] = True
+out["reaped_1"] = kill_and_check(pid, fd)
+
+threads = []
+def collect_here(_reaped):
+    if not threads:
+        threads.append(threading.current_thread().name)
+        gc.collect()
+janitor.on_reap = collect_here
+pid, fd = dropped_in_a_cycle()
+trigger = spawn(["true"])
+del trigger  # dropped, not in a cycle: its reap on the janitor thread runs collect_here
+out["gc_ran_on"] = sleep_until(lambda: bool(threads), 10) and threads[0]
+out["reaped_2"] = kill_and_check(pid, fd)
+janitor.stop()
+print(json.dumps(out))
+"""
+
+
+def test_finalizer_under_gc_takes_no_lock() -> None:
+    """A Child in a reference cycle collected where the janitor's locks are held: no deadlock."""
+    done = subprocess.run(
+        [sys.executable, "-c", CYCLES], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "collected_under_locks": True,
+        "reaped_1": True,
+        "gc_ran_on": "undertaker-reaper",
+        "reaped_2": True,
+    }
 
 
 def test_context_manager_terminates() -> None:

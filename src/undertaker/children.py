@@ -10,11 +10,13 @@ zombie. ``subprocess`` does the fork and exec (and reports exec errors);
 
 from __future__ import annotations
 
+import _thread
+import collections
 import os
 import signal
 import threading
 import weakref
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeGuard
 
 from undertaker._control_errors import StatusLost, TimeoutExpired
 from undertaker._errors import NoSuchProcess
@@ -27,14 +29,24 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Mapping, Sequence
     from types import TracebackType
 
-    from undertaker.reaper import Reaper
+    from undertaker.reaper import Reaped, Reaper
 
     StrPath = str | os.PathLike[str]
 
 _REAP = os.WEXITED | os.WNOHANG
 
+# Children dropped without wait() wait here for the janitor. Their finalizers
+# only append (atomic) and wake it: garbage collection runs a finalizer on
+# whatever thread it interrupts, which may hold _janitor_lock or the janitor's
+# own lock, so a finalizer that took either could deadlock.
+_forgotten: collections.deque[_State] = collections.deque()
 _janitor_lock = threading.Lock()
 _janitor: Reaper | None = None
+_starting = False  # a helper thread is on its way to start the janitor
+
+
+def _alive(janitor: Reaper | None) -> TypeGuard[Reaper]:
+    return janitor is not None and janitor.running and janitor._pid == os.getpid()  # noqa: SLF001
 
 
 def _janitor_reaper() -> Reaper:
@@ -42,10 +54,68 @@ def _janitor_reaper() -> Reaper:
     global _janitor  # noqa: PLW0603  (one janitor per process, created lazily)
     from undertaker.reaper import Reaper  # noqa: PLC0415  (only once a child is forgotten)
 
+    class Janitor(Reaper):
+        def reap(self) -> list[Reaped]:
+            _hand_over_forgotten(self)  # on our own thread, holding no lock
+            return super().reap()
+
     with _janitor_lock:
-        if _janitor is None or not _janitor.running or _janitor._pid != os.getpid():  # noqa: SLF001
-            _janitor = Reaper(orphans=False, sigchld=False).start()
-        return _janitor
+        janitor = _janitor
+        if not _alive(janitor):
+            janitor = _janitor = Janitor(orphans=False, sigchld=False).start()
+        return janitor
+
+
+def _hand_over_forgotten(janitor: Reaper) -> None:
+    """Give the janitor every queued child; runs in normal code, where locks are safe."""
+    while _forgotten and janitor.running:
+        state = _forgotten.popleft()
+        if state.try_reap() is not None or state.lost:
+            continue  # exited already: reaped now, pidfd closed
+        with state.lock:
+            if state.pidfd < 0 or state.done():
+                continue
+            fd, state.pidfd = state.pidfd, -1
+        try:
+            janitor.manage(state.pid, pidfd=fd, on_exit=state.on_exit)
+        except NoSuchProcess:
+            state.finish(None)  # other code reaped it in the meantime
+
+
+def _start_janitor() -> None:
+    """On a fresh helper thread (holding no lock): start the janitor and wake it."""
+    global _starting  # noqa: PLW0603
+    try:
+        _janitor_reaper()._wake()  # noqa: SLF001
+    finally:
+        _starting = False
+
+
+def _forget(state: _State) -> None:
+    """Finalizer of an unwaited Child: queue it for the janitor, taking no lock."""
+    global _starting  # noqa: PLW0603
+    if state.pidfd < 0:
+        return  # reaped already (the pidfd is closed then), or handed over
+    _forgotten.append(state)
+    janitor = _janitor
+    if _alive(janitor):
+        janitor._wake()  # noqa: SLF001  (a write to its pipe: no lock)
+    elif not _starting:
+        # Starting a thread takes locks of its own: leave it to a helper thread.
+        _starting = True
+        try:
+            _thread.start_new_thread(_start_janitor, ())
+        except RuntimeError:
+            _starting = False  # interpreter shutting down: init reaps what is left
+
+
+def _after_fork_in_child() -> None:
+    global _starting  # noqa: PLW0603
+    _forgotten.clear()  # the parent's children: not ours to reap
+    _starting = False
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _State:
@@ -96,19 +166,12 @@ class _State:
                 return -1
             return os.dup(self.pidfd)
 
+    def on_exit(self, _pid: int, status: WaitStatus | None) -> None:
+        """The janitor reaped it: record the outcome."""
+        self.finish(status)
+
     def done(self) -> bool:
         return self.status is not None or self.lost
-
-
-def _forget(state: _State) -> None:
-    """Finalizer of an unwaited Child: reap now, or hand it to the janitor."""
-    with state.lock:
-        if state.pidfd < 0:
-            return  # reaped already (the pidfd is closed then), or handed over
-    if state.try_reap() is not None or state.lost:
-        return
-    fd, state.pidfd = state.pidfd, -1
-    _janitor_reaper().manage(state.pid, pidfd=fd, on_exit=lambda _pid, st: state.finish(st))
 
 
 class Child:
@@ -268,6 +331,7 @@ class Child:
         for stream in (self.stdin, self.stdout, self.stderr):
             if stream is not None:
                 stream.close()
+        self._state.try_reap()  # exited already: no need to wake the janitor
         self._finalizer()
 
     def __enter__(self) -> Child:  # noqa: PYI034  (Self needs 3.11)
