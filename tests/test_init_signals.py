@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import re
@@ -18,8 +19,8 @@ from init_children.harness import PYTHON, Init, child, children_of, state
 from undertaker.testing import sleep_until
 
 MODE = [pytest.param("pid1", marks=needs_namespace), "subreaper"]
-# Every signal a process can catch, except SIGCHLD: that one is the init's own.
-CATCHABLE = [s for s in range(1, 32) if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)]
+# Every signal a process can catch (a SIGCHLD sent by a user is forwarded too).
+CATCHABLE = [s for s in range(1, 32) if s not in (signal.SIGKILL, signal.SIGSTOP)]
 
 
 @pytest.fixture(params=MODE)
@@ -30,13 +31,58 @@ def mode(request: pytest.FixtureRequest) -> str:
 
 @pytest.mark.smoke
 def test_every_catchable_signal_reaches_the_child(mode: str) -> None:
-    """Signals 1..31 (not KILL, STOP, CHLD) sent to the init are echoed by the child."""
+    """Signals 1..31 (not KILL, STOP) sent to the init are echoed by the child."""
     with Init(mode, [], child("print_signals")) as init:
         init.expect("ready child")
         for signum in CATCHABLE:
             init.send(signum)
             assert init.expect("child ") == f"child {signum}"
         assert init.wait() == 0
+
+
+# The main child: its own SIGCHLD consumed, it echoes CHLD and USR1, then frees an
+# orphan (adopted by the init) to exit: the init gets the kernel's SIGCHLD for it.
+CHLD_WATCHER = """
+import os, signal, sys, time
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+r, w = os.pipe()
+middle = os.fork()
+if middle == 0:
+    if os.fork() == 0:
+        os.close(w); os.read(r, 1); os._exit(0)
+    os._exit(0)
+os.close(r)
+os.waitpid(middle, 0)
+signal.sigtimedwait({signal.SIGCHLD}, 0)  # the kernel's, for the middle: ours, not the init's
+for sig in (signal.SIGCHLD, signal.SIGUSR1):
+    signal.signal(sig, lambda signum, _: os.write(1, f"child {signum}\\n".encode()))
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+os.close(w)  # the orphan exits now
+print("ready", flush=True)
+time.sleep(0.5)
+print("slept", flush=True)
+while os.read(0, 4096):
+    pass
+"""
+
+
+@pytest.mark.parametrize(("options", "echoed"), [([], "CHLD"), (["-r", "CHLD:USR1"], "USR1")])
+def test_user_sigchld_is_forwarded_and_the_kernels_is_not(
+    mode: str, options: list[str], echoed: str
+) -> None:
+    """A SIGCHLD a user sends (si_code <= 0) is forwarded, rewritten if asked.
+
+    The SIGCHLD the kernel sends when an adopted orphan exits (CLD_EXITED)
+    only makes the init reap: the child sees nothing between ready and slept.
+    """
+    with Init(mode, ["--log-reaped", *options], [PYTHON, "-c", CHLD_WATCHER]) as init:
+        assert init.readline() == "ready"
+        assert init.readline() == "slept"  # the orphan's exit was not forwarded
+        init.send(signal.SIGCHLD)
+        assert init.readline() == f"child {signal.Signals['SIG' + echoed]}"
+        assert init.wait() == 0
+    reaped = [json.loads(line) for line in init.stderr.splitlines()]
+    assert [e["main"] for e in reaped if e["event"] == "reaped"] == [False, True]
 
 
 def test_rewrite_and_drop(mode: str) -> None:

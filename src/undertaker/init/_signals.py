@@ -136,9 +136,17 @@ class InheritedSignals:
         _signal.pthread_sigmask(_signal.SIG_SETMASK, self.mask)
 
     def wait(self, timeout: float) -> int | None:
-        """Wait up to *timeout* seconds for one signal; return its number or None."""
+        """Wait up to *timeout* seconds for one signal; return its number.
+
+        None when the time is up, and for a SIGCHLD from the kernel (``si_code``
+        is a ``CLD_*`` value, > 0), which only means "reap". A SIGCHLD that a
+        user sent (``kill``, ``sigqueue``: ``si_code`` <= 0) is returned, to be
+        forwarded like any other signal.
+        """
         info = _signal.sigtimedwait(self.caught, max(timeout, 0.0))
-        return None if info is None else int(info.si_signo)
+        if info is None or (info.si_signo == SIGCHLD and info.si_code > 0):
+            return None
+        return int(info.si_signo)
 
 
 def send(pid: int, signum: int, refused: Callable[[int], None]) -> bool:

@@ -21,7 +21,6 @@ import time
 from undertaker.init import _drain
 from undertaker.init._report import Reporter, Stats
 from undertaker.init._signals import (
-    SIGCHLD,
     SIGCONT,
     SIGKILL,
     SIGSTOP,
@@ -89,7 +88,7 @@ class Supervisor:
         """Loop until the main child is reaped and no child is left; return its status."""
         while True:
             signum = self.signals.wait(self._timeout())
-            if signum is not None and signum != SIGCHLD:
+            if signum is not None:  # a kernel SIGCHLD comes back as None: just reap
                 self.on_signal(signum)
             if self.term_due is not None and time.monotonic() >= self.term_due:
                 self.term_due = None
