@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -83,6 +84,45 @@ def test_every_environment_variable_parses_and_the_command_line_wins() -> None:
     assert options.pdeathsig == 15
     assert options.log_reaped
     assert not options.subreaper
+
+
+def test_every_flag_has_a_command_line_way_back() -> None:
+    """--no-process-group, --no-kill-orphans, --no-log-reaped, --subreaper beat their variables."""
+    env = {
+        "UNDERTAKER_PROCESS_GROUP": "1",
+        "UNDERTAKER_KILL_ORPHANS": "1",
+        "UNDERTAKER_LOG_REAPED": "1",
+        "UNDERTAKER_SUBREAPER": "0",
+    }
+    argv = ["--no-process-group", "--no-kill-orphans", "--no-log-reaped", "--subreaper", "x"]
+    options = parse_options(argv, env)
+    assert not options.process_group
+    assert not options.kill_orphans
+    assert not options.log_reaped
+    assert options.subreaper
+    assert parse_options(["--no-kill-orphans", "--kill-orphans", "x"], {}).kill_orphans  # last wins
+
+
+def test_repeatable_options_on_the_command_line_replace_the_variables_list() -> None:
+    """-r and -e on the command line start over; without them the variable's list stands."""
+    env = {"UNDERTAKER_REWRITE": "TERM:QUIT,HUP:0", "UNDERTAKER_REMAP_EXIT": "143"}
+    options = parse_options(["-r", "USR1:USR2", "-r", "INT:0", "-e", "1", "-e", "2", "x"], env)
+    assert options.rewrite == {10: 12, 2: 0}
+    assert options.remap_exit == {1, 2}
+    options = parse_options(["x"], env)
+    assert options.rewrite == {15: 3, 1: 0}
+    assert options.remap_exit == {143}
+
+
+def test_command_line_wins_for_a_real_run() -> None:
+    """UNDERTAKER_REMAP_EXIT=7 with -e 8: 7 passes through; --no-log-reaped silences the log."""
+    env = {**os.environ, "UNDERTAKER_REMAP_EXIT": "7", "UNDERTAKER_LOG_REAPED": "1"}
+    done = init("-e", "8", "--no-log-reaped", "--", "sh", "-c", "exit 7", env=env)
+    assert done.returncode == 7
+    assert done.stderr == ""
+    done = init("--", "sh", "-c", "exit 7", env=env)  # negative control: the variables apply
+    assert done.returncode == 0
+    assert '"event": "exit"' in done.stderr
 
 
 @pytest.mark.parametrize(
@@ -173,6 +213,7 @@ def test_help_lists_every_option_and_environment_variable() -> None:
     for spelling in [
         "--process-group", "--rewrite", "--term-delay", "--remap-exit", "--grace",
         "--kill-orphans", "--pdeathsig", "--log-reaped", "--no-subreaper", "--help",
+        "--no-process-group", "--no-kill-orphans", "--no-log-reaped", "--subreaper",
     ]:  # fmt: skip
         assert spelling in options_part
     from undertaker.init import _options  # noqa: PLC0415

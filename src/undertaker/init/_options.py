@@ -2,7 +2,9 @@
 
 Hand-written rather than argparse: the init runs before every container
 command, and the parser has to be both quick and strict. Every option has an
-environment variable; the command line wins when both are given.
+environment variable; the command line wins when both are given: a flag
+overrides its variable either way (``--no-process-group``), and a repeatable
+option replaces its variable's list rather than adding to it.
 """
 
 from __future__ import annotations
@@ -28,10 +30,16 @@ Options:
   -p, --pdeathsig SIG     signal the init gets (and forwards) when its parent dies
       --log-reaped        one JSON line per reaped process on stderr, and a summary
       --no-subreaper      do not become a child subreaper (orphans escape; testing)
+      --no-process-group, --no-kill-orphans, --no-log-reaped, --subreaper
+                          turn the flag off (on) again, over its variable
   -h, --help              show this help and exit
 
 TIME is a number with an optional unit: 500ms, 10s, 2m (plain numbers are
 seconds). SIG is a name or number: TERM, SIGTERM, 15, RTMIN+1.
+
+Each option can also be set by the variable below. The command line wins:
+a flag overrides its variable, and -r or -e given on the command line
+replace the list in UNDERTAKER_REWRITE or UNDERTAKER_REMAP_EXIT.
 
 Environment variables:
   UNDERTAKER_PROCESS_GROUP=1        same as -g
@@ -174,25 +182,31 @@ def apply_environment(options: Options, environ: dict[str, str]) -> None:
         options.subreaper = _parse_bool(value, "UNDERTAKER_SUBREAPER")
 
 
-# spelling -> attribute of Options; the attributes in _FLAGS take no value.
+# Options that take a value: spelling -> attribute of Options.
 _SPELLINGS = {
-    "-g": "process_group",
-    "--process-group": "process_group",
     "-r": "rewrite",
     "--rewrite": "rewrite",
     "--term-delay": "term_delay",
     "-e": "remap_exit",
     "--remap-exit": "remap_exit",
     "--grace": "grace",
-    "--kill-orphans": "kill_orphans",
     "-p": "pdeathsig",
     "--pdeathsig": "pdeathsig",
-    "--log-reaped": "log_reaped",
-    "--no-subreaper": "subreaper",
-    "-h": "help",
-    "--help": "help",
 }
-_FLAGS = {"process_group", "kill_orphans", "log_reaped", "subreaper", "help"}
+# Flags: spelling -> (attribute of Options, the value it sets).
+_FLAGS = {
+    "-g": ("process_group", True),
+    "--process-group": ("process_group", True),
+    "--no-process-group": ("process_group", False),
+    "--kill-orphans": ("kill_orphans", True),
+    "--no-kill-orphans": ("kill_orphans", False),
+    "--log-reaped": ("log_reaped", True),
+    "--no-log-reaped": ("log_reaped", False),
+    "--subreaper": ("subreaper", True),
+    "--no-subreaper": ("subreaper", False),
+    "-h": ("help", True),
+    "--help": ("help", True),
+}
 
 
 def _set(options: Options, attribute: str, value: str, spelling: str) -> None:
@@ -218,6 +232,7 @@ def parse_options(argv: list[str], environ: dict[str, str]) -> Options:
     """
     options = Options()
     apply_environment(options, environ)
+    replaced: set[str] = set()  # lists the command line has started over (not typing.Set)
     index = 0
     while index < len(argv):
         word = argv[index]
@@ -232,14 +247,17 @@ def parse_options(argv: list[str], environ: dict[str, str]) -> Options:
             has_inline = bool(equals)
         else:
             spelling, has_inline, inline = word[:2], len(word) > 2, word[2:]
+        if spelling in _FLAGS:
+            if has_inline:
+                raise UsageError(f"option {spelling} takes no value")
+            setattr(options, *_FLAGS[spelling])
+            continue
         attribute = _SPELLINGS.get(spelling)
         if attribute is None:
             raise UsageError(f"unknown option {word!r}")
-        if attribute in _FLAGS:
-            if has_inline:
-                raise UsageError(f"option {spelling} takes no value")
-            setattr(options, attribute, attribute != "subreaper")
-            continue
+        if attribute in ("rewrite", "remap_exit") and attribute not in replaced:
+            replaced.add(attribute)  # the command line's list replaces the variable's
+            getattr(options, attribute).clear()
         if has_inline:
             value = inline
         elif index < len(argv):
