@@ -1,19 +1,27 @@
-"""Session-wide guards: a clean environment, and no zombie leaks from tests.
+"""Session-wide guards: a clean environment, and no process leaks from tests.
 
 The test process becomes a child subreaper, so anything a test orphans is
-re-parented here instead of escaping to the machine's init; at the end of
-the session we reap whatever is left and fail loudly if it was a zombie.
+re-parented here instead of escaping to the machine's init. When the session
+ends, every child still here was leaked by some test: live ones are killed
+(through pidfds: they are ours) and every one is reaped, and the session fails
+with the list, so a leak cannot pass unnoticed.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import signal
+import sys
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from undertaker.testing import proc_state
+
 PR_SET_CHILD_SUBREAPER = 36
+_LEAKED: list[str] = []
 
 
 @pytest.fixture(autouse=True)
@@ -24,16 +32,57 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+def _children() -> set[int]:
+    found: set[int] = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as kids:
+                found.update(int(pid) for pid in kids.read().split())
+        except FileNotFoundError:
+            continue  # the thread ended since the listing
+    return found
+
+
+def _sweep(grace: float) -> list[str]:
+    """Give owners *grace* seconds to reap, then kill and reap what is left."""
+    deadline = time.monotonic() + grace
+    while _children() and time.monotonic() < deadline:
+        time.sleep(0.05)  # background reapers (Child's janitor) may still be at work
+    leaked = []
+    for pid in sorted(_children()):
+        state = proc_state(pid)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmd:
+                argv = cmd.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{pid}/comm") as comm:
+                argv = argv or f"[{comm.read().strip()}]"  # a zombie has no command line
+            if state != "Z":
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+        except (ProcessLookupError, ChildProcessError, FileNotFoundError):
+            argv = "?"  # its owner reaped it after all
+        finally:
+            os.close(pidfd)
+        leaked.append(f"pid {pid} ({'zombie' if state == 'Z' else 'running'}): {argv[:120]}")
+    return leaked
+
+
 @pytest.fixture(scope="session", autouse=True)
 def subreaper() -> Iterator[None]:
-    """Adopt every orphan the tests make, and reap them all at the end."""
+    """Adopt every orphan the tests make; at the end, sweep and remember leaks."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     yield
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            break
-        if pid == 0:
-            break
+    _LEAKED.extend(_sweep(grace=3.0))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when tests leaked processes (seen by the subreaper fixture)."""
+    if _LEAKED:
+        print("\nprocesses leaked by tests:", *_LEAKED, sep="\n  ", file=sys.stderr)
+        if exitstatus == 0:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED

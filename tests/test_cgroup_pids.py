@@ -50,3 +50,33 @@ def test_ps_reports_the_pids_cgroup_limit() -> None:
         assert 1 <= cgroup["current"] <= 64
     finally:
         group.rmdir()  # empty again: the child has exited
+
+
+@pytest.mark.skipif(PARENT is None, reason="needs root and a writable pids cgroup")
+def test_ps_in_a_frozen_cgroup_says_fork_blocked() -> None:
+    """pids.max 0 (how a fork bomb is frozen): ps still runs and says fork is blocked."""
+    assert PARENT is not None
+    group = PARENT / f"undertaker-test-{uuid.uuid4().hex[:8]}"
+    group.mkdir()
+    try:
+        # The child joins the cgroup, waits for a go, then execs ps: exec needs no new PID.
+        code = (
+            f"import os, sys; open({str(group / 'cgroup.procs')!r}, 'w').write(str(os.getpid()));"
+            "print('joined', flush=True); sys.stdin.readline();"
+            "os.execv(sys.executable, [sys.executable, '-m', 'undertaker', 'ps', '--color', 'never'])"
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "joined\n"
+        (group / "pids.max").write_text("0\n")
+        out, err = proc.communicate("go\n", timeout=60)
+        assert proc.returncode in (0, 1), err
+        assert "cgroup pids: 1/0 (fork blocked)" in out
+    finally:
+        group.rmdir()

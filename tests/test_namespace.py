@@ -118,3 +118,59 @@ def test_nspid_chain_seen_from_the_host() -> None:
         proc.stdin.close()
         proc.wait(30)
         proc.stdout.close()
+
+
+REUSE = r"""
+import json, os, subprocess, sys, time
+from undertaker.census import take_census
+from undertaker.proc import scan
+from undertaker.testing import ZombieParent, ZombieSpec
+
+def take_pid(pid):
+    # PID + start time identifies a process to the clock tick (10 ms): a reuse
+    # inside the same tick, possible only with this ns_last_pid trick, would
+    # pass for the original. Let the tick pass first.
+    time.sleep(0.03)
+    # The next fork in this namespace gets `pid`: ns_last_pid is per namespace.
+    with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+        f.write(str(pid - 1))
+    return subprocess.Popen(["sleep", "30"])
+
+parent = ZombieParent([ZombieSpec(code=3)], name="oldparent").start()
+zombie = parent.zombies[0]
+snap = scan()
+before = take_census(snap)
+# SIGKILL the parent: its zombie is re-parented to us (PID 1) and stays a zombie.
+parent._workload.proc.kill()
+parent._workload.proc.wait()
+squatters = [take_pid(parent.pid)]
+middle = take_census(snap)  # the zombie is still the same; its old parent's PID is not
+os.waitpid(zombie, 0)  # now reap it, and let another process take its PID
+squatters.append(take_pid(zombie))
+after = take_census(snap)
+print(json.dumps({
+    "squatters": [p.pid for p in squatters], "parent": parent.pid, "zombie": zombie,
+    "before": [[g.pid, g.cmdline is not None] for g in before.parents],
+    "middle": [[g.pid, g.cmdline] for g in middle.parents],
+    "middle_zombies": [z.process.pid for z in middle.zombies],
+    "after": [z.process.pid for z in after.zombies],
+}))
+for p in squatters:
+    p.kill()
+    p.wait()
+parent.close()
+"""
+
+
+def test_census_ignores_pids_reused_since_the_scan() -> None:
+    """Reads after the scan check identity: a reused parent PID or zombie PID is not trusted."""
+    done = run_in_namespace(REUSE)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["squatters"] == [doc["parent"], doc["zombie"]]  # the PIDs really were reused
+    assert doc["before"] == [[doc["parent"], True]]
+    # The zombie is still itself, but the command line at its old parent's PID is a stranger's.
+    assert doc["middle_zombies"] == [doc["zombie"]]
+    assert doc["middle"] == [[doc["parent"], None]]
+    # Once reaped and its PID reused, the zombie is dropped.
+    assert doc["after"] == []

@@ -111,3 +111,22 @@ def test_exit_time_estimate_brackets_the_real_death() -> None:
             # 20 ms slack: the estimate is good to a scheduler tick or two
             assert before - 0.02 <= zombie.exited_at <= after + 0.02
         assert census.parents[0].oldest.since <= after + 0.02
+
+
+def test_a_process_gone_between_listing_and_reading_is_skipped() -> None:
+    """A PID listed but reaped before its files are read counts as vanished."""
+    from undertaker.proc._scan import _read_table  # noqa: PLC0415
+
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)  # gone now, as if it exited mid-scan
+    dir_fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        table, unreadable, vanished = _read_table(
+            [str(pid), str(os.getpid())], dir_fd, 0.0, owners=True
+        )
+    finally:
+        os.close(dir_fd)
+    assert (vanished, unreadable) == (1, 0)
+    assert list(table) == [os.getpid()]

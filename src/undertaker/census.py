@@ -11,7 +11,14 @@ from collections import Counter
 from typing import TYPE_CHECKING, NamedTuple
 
 from undertaker._errors import AccessDenied, NoSuchProcess
-from undertaker.proc import ExitClock, Process, Snapshot, read_cmdline, read_nspid
+from undertaker.proc import (
+    ExitClock,
+    Process,
+    Snapshot,
+    is_same_process,
+    read_cmdline,
+    read_nspid,
+)
 from undertaker.wait import WaitStatus
 
 if TYPE_CHECKING:
@@ -110,8 +117,20 @@ def take_census(
         if keep is not None and not keep(proc):
             continue
         status = WaitStatus(proc.exit_code & 0xFFFF) if proc.exit_code is not None else None
-        exited_at = clock.exit_time(proc.pid) if clock is not None else None
-        zombies.append(Zombie(proc, status, exited_at, _nspid(proc.pid, root)))
+        nspid = _nspid(proc.pid, root)
+        # Reads after the scan must still be about the same process: a zombie
+        # reaped since then may have had its PID reused. The stat read that
+        # follows the others checks the start time (ExitClock does it too).
+        try:
+            if clock is not None:
+                exited_at = clock.exit_time(proc.pid, proc.start_ticks)
+            elif is_same_process(proc.pid, proc.start_ticks, root):
+                exited_at = None
+            else:
+                continue
+        except NoSuchProcess:
+            continue  # reaped since the scan: no longer a zombie
+        zombies.append(Zombie(proc, status, exited_at, nspid))
     by_parent: dict[int, list[Zombie]] = {}
     for zombie in zombies:
         by_parent.setdefault(zombie.process.ppid, []).append(zombie)
@@ -124,6 +143,8 @@ def take_census(
                 cmdline = read_cmdline(ppid, root)
             except (NoSuchProcess, AccessDenied):
                 cmdline = None  # parent exited since the scan, or hidepid
+            if cmdline is not None and not is_same_process(ppid, parent.start_ticks, root):
+                cmdline = None  # another process now holds the PID: not our parent's
         parents.append(ParentGroup(ppid, parent, cmdline, group))
     parents.sort(key=lambda g: (-len(g.zombies), g.pid))
     leaders = [p for p in snapshot.zombie_leaders if keep is None or keep(p)]

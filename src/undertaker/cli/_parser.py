@@ -18,9 +18,7 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser(
-    subcommands: dict[str, str], only: str | None = None
-) -> argparse.ArgumentParser:
+def build_parser(subcommands: dict[str, str], only: str | None = None) -> argparse.ArgumentParser:
     """Build the parser; with *only*, register just that subcommand (fast path)."""
     parser = _Parser(
         prog="undertaker",

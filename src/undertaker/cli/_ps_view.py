@@ -36,7 +36,9 @@ def tasks_line(snapshot: Snapshot) -> str:
         line += f"   PIDs: {snapshot.pids_used}/{snapshot.pid_max} in use ({share:.1f}%)"
     if snapshot.cgroup_pids:
         current, limit, _ = snapshot.cgroup_pids
-        line += f"   cgroup pids: {current}/{limit} ({100.0 * current / limit:.1f}%)"
+        # pids.max 0 is how people freeze a fork bomb: say so rather than divide.
+        usage = f"{100.0 * current / limit:.1f}%" if limit else "fork blocked"
+        line += f"   cgroup pids: {current}/{limit} ({usage})"
     return line
 
 

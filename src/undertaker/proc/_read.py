@@ -177,15 +177,37 @@ class ExitClock:
             os.sched_setaffinity(0, allowed)
         return None if own is None else wall - own / 1000.0
 
-    def exit_time(self, pid: int) -> float | None:
-        """Return the estimated exit time of zombie *pid*, or None if unknown."""
+    def exit_time(self, pid: int, start_ticks: int | None = None) -> float | None:
+        """Return the estimated exit time of zombie *pid*, or None if unknown.
+
+        Args:
+            pid: the zombie.
+            start_ticks: when given, the start time the caller saw for *pid*;
+                the ``stat`` read after ``sched`` checks it, so an estimate
+                for a reused PID is never returned.
+
+        Raises:
+            NoSuchProcess: *start_ticks* was given and *pid* is now another
+                process (or gone).
+        """
         try:
-            sched = _read(f"{self.root}/{pid}/sched", pid)
-            cpu = parse_stat(_read(f"{self.root}/{pid}/stat", pid)).cpu
-        except (NoSuchProcess, AccessDenied, StatParseError):
+            sched: bytes | None = _read(f"{self.root}/{pid}/sched", pid)
+        except (NoSuchProcess, AccessDenied):
+            sched = None  # no CONFIG_SCHED_DEBUG, hidden, or gone: the stat read tells
+        try:
+            fields = parse_stat(_read(f"{self.root}/{pid}/stat", pid))
+        except (NoSuchProcess, StatParseError):
+            if start_ticks is not None:
+                raise NoSuchProcess(pid) from None
+            return None
+        except AccessDenied:
+            return None
+        if start_ticks is not None and fields.start_ticks != start_ticks:
+            raise NoSuchProcess(pid, "PID reused since the scan")
+        if sched is None:
             return None
         start = _exec_start_ms(sched)
-        offset = self._offset(cpu) if cpu is not None else None
+        offset = self._offset(fields.cpu) if fields.cpu is not None else None
         if start is None or offset is None:
             return None
         return offset + start / 1000.0

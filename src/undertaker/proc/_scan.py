@@ -174,13 +174,15 @@ def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
     taken_at = time.time()
     try:
         names = os.listdir(root)
-        boot = boot_time(root)
         # Paths relative to an open directory save resolving the root each time.
         dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as err:
         raise ProcUnavailable(root, err.strerror or str(err)) from None
-    except ValueError as err:
-        raise ProcUnavailable(root, str(err)) from None
+    try:
+        boot = boot_time(root)
+    except (OSError, ValueError):
+        os.close(dir_fd)
+        raise ProcUnavailable(root, f"not a procfs (no btime line in {root}/stat)") from None
     try:
         processes, unreadable, vanished = _read_table(names, dir_fd, boot, owners)
     finally:
