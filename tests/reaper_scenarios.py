@@ -48,8 +48,13 @@ def naive_handler(_signum: int, _frame: object) -> None:
             return
 
 
-def stress(mode: str, calls: int, threads: int, makers: int) -> dict[str, object]:
-    """subprocess.run across threads while the main thread makes orphans."""
+def stress(mode: str, calls: int, threads: int, makers: int, main_calls: int) -> dict[str, object]:
+    """subprocess.run across threads while the main thread runs its own and makes orphans.
+
+    The main thread's children are filed under the thread orphans go to, so
+    only the ownership evidence (a blocked wait4, the grace period) keeps the
+    Reaper off them; the pool threads' children are excluded by construction.
+    """
     reaper = None
     if mode == "reaper":
         reaper = Reaper().start()
@@ -57,16 +62,19 @@ def stress(mode: str, calls: int, threads: int, makers: int) -> dict[str, object
         ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # a subreaper too, for the same orphans
         signal.signal(signal.SIGCHLD, naive_handler)
 
-    def job(i: int) -> bool:
-        code = 1 + i % 100
+    def run(code: int) -> bool:
         done = subprocess.run(["sh", "-c", f"exit {code}"], capture_output=True, check=False)
         return done.returncode == code
 
     started = time.monotonic()
+    main_right = 0
     with ThreadPoolExecutor(threads) as pool:
-        results = pool.map(job, range(calls))
-        for _ in range(makers):
-            subprocess.run(ORPHAN_MAKER, check=True)
+        results = pool.map(lambda i: run(1 + i % 100), range(calls))
+        for i in range(max(makers, main_calls)):
+            if i < makers:
+                subprocess.run(ORPHAN_MAKER, check=True)
+            if i < main_calls:
+                main_right += run(1 + (i * 7) % 100)  # in the main thread, during the pool's
         wrong = calls - sum(results)
     seconds = time.monotonic() - started
     made = 2 * makers
@@ -78,15 +86,32 @@ def stress(mode: str, calls: int, threads: int, makers: int) -> dict[str, object
         reaper.stop()
     else:
         codes = []
+        # The naive handler reaps the last orphans as they exit: wait for them,
+        # so none outlives us to be re-parented to whoever runs this scenario.
+        sleep_until(lambda: not any_children(), timeout=10)
     return {
         "wrong": wrong,
         "calls": calls,
+        "main_wrong": main_calls - main_right,
+        "main_calls": main_calls,
         "orphans_made": made,
         "orphans_reaped": reaped,
         "orphan_codes": codes,
         "zombies_left": len(zombie_children()),
         "seconds": round(seconds, 2),
     }
+
+
+def any_children() -> bool:
+    """Whether any process is still our child."""
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as listing:
+                if listing.read().split():
+                    return True
+        except FileNotFoundError:
+            continue  # a pool thread ended
+    return False
 
 
 def stdlib_owners() -> dict[str, object]:
@@ -264,7 +289,7 @@ def handler_policy() -> dict[str, object]:
 if __name__ == "__main__":
     name, args = sys.argv[1], sys.argv[2:]
     if name == "stress":
-        result = stress(args[0], int(args[1]), int(args[2]), int(args[3]))
+        result = stress(args[0], *(int(arg) for arg in args[1:5]))
     elif name == "manage_twice":
         result = manage_twice(args[0] == "thread")
     elif name == "orphan_after_grace":

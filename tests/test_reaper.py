@@ -30,10 +30,11 @@ def scenario(*args: str, timeout: float = 90) -> dict:  # type: ignore[type-arg]
 
 @pytest.mark.smoke
 def test_200_runs_across_8_threads_keep_their_exit_codes() -> None:
-    """200 subprocess.run calls on 8 threads while 80 orphans are adopted: 0 wrong codes."""
-    result = scenario("stress", "reaper", "200", "8", "40")
+    """200 runs on 8 threads and 100 in the main thread, 80 orphans adopted: 0 wrong codes."""
+    result = scenario("stress", "reaper", "200", "8", "40", "100")
     print(result)
     assert result["wrong"] == 0
+    assert result["main_wrong"] == 0  # filed under the adopter thread: evidence must hold
     assert result["orphans_reaped"] == result["orphans_made"] == 80
     assert result["orphan_codes"] == [5, 6]
     assert result["zombies_left"] == 0
@@ -41,9 +42,11 @@ def test_200_runs_across_8_threads_keep_their_exit_codes() -> None:
 
 def test_naive_waitpid_handler_corrupts_exit_codes() -> None:
     """Negative control: the same workload under a waitpid(-1) handler gets codes wrong."""
-    result = scenario("stress", "naive", "200", "8", "40")
+    result = scenario("stress", "naive", "200", "8", "40", "100")
     print(result)
     assert result["wrong"] > 0
+    assert result["main_wrong"] > 0
+    assert result["zombies_left"] == 0
 
 
 def test_stdlib_owners_keep_their_statuses() -> None:
