@@ -85,10 +85,9 @@ def test_subreaper_from_environment_zero_is_the_same_as_the_flag() -> None:
     assert "not a child subreaper" in done.stderr
 
 
+@needs_namespace
 def test_pid1_needs_no_subreaper_and_says_nothing() -> None:
     """As PID 1 there is nothing to warn about, even with --no-subreaper."""
-    if needs_namespace.args[0] is not False:  # skipif(condition): condition False = can run
-        pytest.skip("needs root and unshare(1)")
     done = run_init("pid1", ["--no-subreaper"], child("orphans", "10"))
     assert done.returncode == 0
     assert done.stderr == ""
@@ -233,16 +232,31 @@ def test_init_moves_to_root_but_the_child_keeps_its_cwd(tmp_path: Path) -> None:
 
 
 def test_the_init_leaves_nothing_behind(mode: str) -> None:
-    """After the init exits, none of the processes it ran is alive or a zombie."""
+    """Before it exits, the init has ended and reaped every process it ran.
+
+    Looking after the exit proves nothing as PID 1: the kernel kills what is
+    left of a namespace when its init exits. So the check is the init's own
+    record, written before it exits: each of the three ``setsid`` sleepers
+    (PIDs as the child saw them, the same namespace as the init's) was
+    reaped, killed by the drain's SIGTERM, and 4 were reaped in all. An init
+    that left them running would log none of that. As a subreaper, the
+    sleepers would outlive it, so they are also looked for from here.
+    """
     code = (
         "import os, subprocess\n"
         "ps = [subprocess.Popen(['sleep', '60'], start_new_session=True) for _ in range(3)]\n"
         "print(' '.join(str(p.pid) for p in ps), flush=True)\n"
     )
-    done = run_init(mode, ["--grace", "1s"], [PYTHON, "-c", code])
+    done = run_init(mode, ["--grace", "1s", "--log-reaped"], [PYTHON, "-c", code])
     assert done.returncode == 0
+    sleepers = set(map(int, done.stdout.split()))
+    assert len(sleepers) == 3
+    events = [json.loads(line) for line in done.stderr.splitlines()]
+    ends = {e["pid"]: e["signal"] for e in events if e["event"] == "reaped" and not e["main"]}
+    assert ends == dict.fromkeys(sleepers, signal.SIGTERM)
+    assert events[-1]["reaped"] == 4
     if mode == "subreaper":
-        for pid in map(int, done.stdout.split()):
+        for pid in sleepers:
             assert sleep_until(lambda pid=pid: state(pid) is None, 2)
 
 
