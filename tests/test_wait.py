@@ -130,6 +130,32 @@ def test_cli_status_zombie() -> None:
     assert done.stdout == f"{zombie}: exited 3; shell exit code 3\n"
 
 
+def test_lone_0x7f_is_no_stop() -> None:
+    """0x7f would be "stopped by signal 0": no such stop exists, so it is unknown."""
+    status = WaitStatus(0x7F)
+    assert (status.stopped, status.stop_signal, status.exited, status.signaled) == (
+        False,
+        None,
+        False,
+        False,
+    )
+    done = cli("status", "0x7f")
+    assert (done.returncode, done.stdout) == (0, "unknown status 0x7f\n")
+    assert WaitStatus(0x137F).stopped  # a real stop (SIGSTOP) still is one
+
+
+def test_cli_status_zombie_with_unreadable_proc() -> None:
+    """--proc pointing nowhere says so, in the same words as ``ps``, not "no such process"."""
+    status = cli("status", "--zombie", "1", "--proc", "/nonexistent")
+    ps = cli("ps", "--proc", "/nonexistent")
+    assert status.returncode == ps.returncode == 2
+    assert (
+        status.stderr
+        == ps.stderr
+        == ("undertaker: error: cannot read /nonexistent: No such file or directory\n")
+    )
+
+
 @pytest.mark.parametrize("args", [(), ("nope",), ("--zombie", "1")])
 def test_cli_status_errors_are_one_line(args: tuple[str, ...]) -> None:
     """Bad input exits 2 with one line on stderr (PID 1 is no zombie)."""

@@ -137,8 +137,12 @@ class WaitStatus:
 
     @property
     def stopped(self) -> bool:
-        """``WIFSTOPPED``: the process is stopped (``WUNTRACED`` or ptrace)."""
-        return os.WIFSTOPPED(self.raw)
+        """``WIFSTOPPED``: the process is stopped (``WUNTRACED`` or ptrace).
+
+        Unlike the C macro, 0x7f alone is not taken for a stop: no signal 0
+        stops a process, and the kernel never reports one.
+        """
+        return os.WIFSTOPPED(self.raw) and os.WSTOPSIG(self.raw) != 0
 
     @property
     def stop_signal(self) -> int | None:

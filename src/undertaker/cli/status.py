@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import TYPE_CHECKING
 
+from undertaker._errors import NoSuchProcess, ProcUnavailable
 from undertaker.cli._common import EXIT_ERROR, EXIT_OK, add_proc_option, pid_arg
 from undertaker.wait import WaitStatus, signal_name, zombie_status
 
@@ -72,9 +74,21 @@ def _as_json(status: WaitStatus, pid: int | None) -> str:
     )
 
 
+def _zombie(pid: int, root: str) -> WaitStatus:
+    """The status zombie *pid* keeps; an unreadable *root* is said as such, like ``ps``."""
+    try:
+        return zombie_status(pid, root)
+    except NoSuchProcess:
+        try:
+            os.close(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        except OSError as err:
+            raise ProcUnavailable(root, err.strerror or str(err)) from None
+        raise
+
+
 def _lines(args: argparse.Namespace) -> Iterable[str]:
     decoded: list[tuple[WaitStatus, int | None]] = [(s, None) for s in args.statuses]
-    decoded += [(zombie_status(pid, args.proc), pid) for pid in args.zombie]
+    decoded += [(_zombie(pid, args.proc), pid) for pid in args.zombie]
     for status, pid in decoded:
         if args.json:
             yield _as_json(status, pid)
