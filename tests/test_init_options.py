@@ -143,6 +143,29 @@ def test_signal_spellings(text: str, number: int) -> None:
     assert parse_signal(text) == number
 
 
+def test_signal_names_round_trip_with_undertaker_wait() -> None:
+    """The init names signals as undertaker.wait does (SIGRTMIN, SIGRTMIN+1, SIGRTMAX), and parses
+    every name it writes back to the same number."""
+    import signal  # noqa: PLC0415
+
+    from undertaker.wait import signal_name  # noqa: PLC0415
+
+    assert signal_name(signal.SIGRTMIN) == "SIGRTMIN"
+    assert signal_name(signal.SIGRTMAX) == "SIGRTMAX"
+    for signum in signal.valid_signals():
+        assert parse_signal(signal_name(signum)) == signum
+
+
+def test_exit_code_is_the_shell_code_then_remapped() -> None:
+    """undertaker.init.exit_code: WaitStatus.shell_code, then -e."""
+    from undertaker.init import exit_code  # noqa: PLC0415
+
+    assert exit_code(143 << 8, set()) == 143
+    assert exit_code(15, set()) == 143
+    assert exit_code(15, {143}) == 0
+    assert exit_code(0x8B, set()) == 139  # SIGSEGV with a core
+
+
 MALFORMED_REWRITES = [
     "TERM", "TERM:", ":QUIT", "FOO:TERM", "TERM:FOO", "99:1", "TERM:QUIT:HUP",
     "KILL:TERM", "STOP:0", "0:TERM", "-1:2", "",

@@ -11,6 +11,7 @@ from undertaker.init._report import Reporter
 from undertaker.init._signals import InheritedSignals
 from undertaker.init._spawn import ExecFailed, spawn
 from undertaker.init._supervise import Supervisor
+from undertaker.wait import WaitStatus  # loaded with the package already
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -128,12 +129,7 @@ def exit_code(status: int, remap: set[int]) -> int:
     >>> exit_code(143 << 8, set()), exit_code(15, set()), exit_code(15, {143})
     (143, 143, 0)
     """
-    if os.WIFEXITED(status):
-        code = os.WEXITSTATUS(status)
-    elif os.WIFSIGNALED(status):
-        code = 128 + os.WTERMSIG(status)
-    else:
-        code = EXIT_INTERNAL
+    code = WaitStatus(status).shell_code
     return 0 if code in remap else code
 
 

@@ -1,4 +1,4 @@
-"""The three ``prctl(2)`` calls the init needs, through ctypes.
+"""The two ``prctl(2)`` calls the init needs, through ctypes.
 
 ctypes costs about 3 ms to import, so it is loaded only when a call is made:
 as PID 1 without ``--pdeathsig`` the init never pays for it.
@@ -14,7 +14,6 @@ if TYPE_CHECKING:
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-PR_GET_CHILD_SUBREAPER = 37
 
 _libc: ctypes.CDLL | None = None
 
@@ -37,15 +36,6 @@ def set_child_subreaper() -> None:
         OSError: the kernel refused (before Linux 3.4, or a seccomp filter).
     """
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
-
-
-def is_child_subreaper() -> bool:
-    """Whether the subreaper flag is set (it survives execve, not fork)."""
-    import ctypes  # noqa: PLC0415
-
-    flag = ctypes.c_int(0)
-    _prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(flag))
-    return flag.value != 0
 
 
 def set_parent_death_signal(signum: int) -> None:

@@ -95,16 +95,6 @@ def _is_number(word: str) -> bool:
     return word.isascii() and word.isdigit()
 
 
-def name_of(signum: int) -> str:
-    """``SIGTERM`` for 15, ``SIGRTMIN+3`` for real-time signals."""
-    for name, value in _NAMES.items():
-        if value == signum:
-            return "SIG" + name
-    if SIGRTMIN <= signum <= SIGRTMAX:
-        return f"SIGRTMIN+{signum - SIGRTMIN}"
-    return f"signal {signum}"
-
-
 class InheritedSignals:
     """The signal mask and dispositions the init started with, and its blocked set.
 

@@ -30,9 +30,9 @@ from undertaker.init._signals import (
     SIGTTOU,
     TERMINATING,
     InheritedSignals,
-    name_of,
     send,
 )
+from undertaker.wait import signal_name  # loaded with the package already
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ class Supervisor:
             return  # dropped by --rewrite, or the PID may already be reused
         target = -self.child.pgid if self.options.process_group else self.child.pid
         if not send(target, signum, self.on_refused) and target not in self.refused:
-            self.report.warning(f"child already gone while forwarding {name_of(signum)}")
+            self.report.warning(f"child already gone while forwarding {signal_name(signum)}")
         if signum in JOB_CONTROL or received in JOB_CONTROL:
             self.job_stop_forwarded = True
         if received in TERMINATING and self.drain_deadline is None:
