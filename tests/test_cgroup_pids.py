@@ -63,7 +63,8 @@ def test_ps_in_a_frozen_cgroup_says_fork_blocked() -> None:
         code = (
             f"import os, sys; open({str(group / 'cgroup.procs')!r}, 'w').write(str(os.getpid()));"
             "print('joined', flush=True); sys.stdin.readline();"
-            "os.execv(sys.executable, [sys.executable, '-m', 'undertaker', 'ps', '--color', 'never'])"
+            "os.execv(sys.executable,"
+            " [sys.executable, '-m', 'undertaker', 'ps', '--color', 'never'])"
         )
         proc = subprocess.Popen(
             [sys.executable, "-c", code],
