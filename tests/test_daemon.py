@@ -94,12 +94,22 @@ def test_daemon_is_detached_and_adopted_without_zombies(tmp_path: Path) -> None:
     assert not (tmp_path / "d.pid").exists()  # removed at exit
 
 
+def _children() -> set[int]:
+    with open(f"/proc/self/task/{os.getpid()}/children") as listing:
+        return {int(p) for p in listing.read().split()}
+
+
 def test_second_daemon_refused_while_first_runs(tmp_path: Path) -> None:
     """A pid file naming a live process makes the next daemonize fail with a message."""
     (tmp_path / "d.pid").write_text(f"{os.getpid()}\n")  # we are alive
+    before = _children()
     done = _start(tmp_path)
     assert done.returncode == 1
     assert "already running" in done.stderr
+    # The refused daemon exited as an orphan, adopted by us (the subreaper): reap it.
+    assert sleep_until(lambda: all(proc_state(p) == "Z" for p in _children() - before), 10)
+    for pid in _children() - before:
+        os.waitpid(pid, 0)
 
 
 def test_return_in_parent_gives_the_daemon_pid(tmp_path: Path) -> None:

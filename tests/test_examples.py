@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
 from helpers import REPO, needs_namespace, run_in_namespace
+from undertaker.testing import proc_state, sleep_until
 
 ECHO_SERVER = REPO / "examples" / "echo_server.py"
 WORKER_POOL = REPO / "examples" / "worker_pool.py"
@@ -76,8 +78,14 @@ def test_echo_server_without_reaping_leaves_zombies() -> None:
     assert result["zombies"] == 1000
 
 
+def _children() -> set[int]:
+    with open(f"/proc/self/task/{os.getpid()}/children") as listing:
+        return {int(p) for p in listing.read().split()}
+
+
 def test_worker_pool_leaves_no_zombies() -> None:
     """The pool example joins its workers and reaps the orphans its tasks leave."""
+    before = _children()
     done = subprocess.run(
         [sys.executable, str(WORKER_POOL), "--workers", "3", "--tasks", "30"],
         capture_output=True,
@@ -93,3 +101,8 @@ def test_worker_pool_leaves_no_zombies() -> None:
         "orphans_expected": 6,
         "zombies_left": 0,
     }
+    # multiprocessing's resource tracker (spawn start method) outlives the pool
+    # process by a moment, and is then adopted by us (the subreaper): reap it.
+    assert sleep_until(lambda: all(proc_state(p) == "Z" for p in _children() - before), 10)
+    for pid in _children() - before:
+        os.waitpid(pid, 0)
