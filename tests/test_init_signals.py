@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import needs_namespace
-from init_children.harness import PYTHON, Init, child, children_of, state
+from init_children.harness import PYTHON, Init, child, end_tree, state
 from undertaker.testing import sleep_until
 
 MODE = [pytest.param("pid1", marks=needs_namespace), "subreaper"]
@@ -277,38 +277,6 @@ def _pty_read_until(fd: int, needle: bytes | re.Pattern[bytes], timeout: float =
     return seen
 
 
-def _end_tree(shell_pid: int) -> None:
-    """SIGKILL the shell and what runs under it (all started here), then reap them all.
-
-    Each process is pinned with a pidfd before the kill. Once its parent is
-    gone, an orphan comes to this process (the session's subreaper), so the
-    tree is reaped top-down: the shell, then the init, then its child; those
-    that their own parent reaped first are simply gone.
-    """
-    tree, todo = [], [shell_pid]
-    while todo:
-        tree.append(todo.pop())
-        todo.extend(children_of(tree[-1]))
-    pidfds = {}
-    for pid in tree:
-        try:
-            pidfds[pid] = os.pidfd_open(pid)
-        except ProcessLookupError:
-            continue
-    for pidfd in reversed(pidfds.values()):
-        try:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    for pidfd in pidfds.values():  # each wait returns once the parent's exit handed it here
-        try:
-            os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
-        except ChildProcessError:  # reaped by its own parent before that died
-            pass
-        finally:
-            os.close(pidfd)
-
-
 def test_ctrl_z_and_fg_under_a_pseudo_terminal() -> None:
     """In an interactive shell, Ctrl-Z stops the child and the init; fg resumes both."""
     shell_pid, fd = pty.fork()
@@ -337,7 +305,7 @@ def test_ctrl_z_and_fg_under_a_pseudo_terminal() -> None:
         _pty_read_until(fd, b"bye")
         os.write(fd, b"exit\n")
     finally:
-        _end_tree(shell_pid)
+        end_tree(shell_pid)
         os.close(fd)
 
 
@@ -357,5 +325,5 @@ def test_the_terminal_goes_back_to_the_callers_group_on_exit() -> None:
         seen = _pty_read_until(fd, re.compile(rb"rc=\d+ x=\w*\r?\n"))
         assert b"rc=0 x=hello" in seen, seen
     finally:
-        _end_tree(shell_pid)
+        end_tree(shell_pid)
         os.close(fd)

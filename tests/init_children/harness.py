@@ -52,6 +52,42 @@ def state(pid: int) -> str | None:
     return data[data.rfind(b")") + 2 :][:1].decode()
 
 
+def end_tree(root: int, *, reap_root: bool = True) -> None:
+    """SIGKILL *root* and its descendants (all started by the tests), then reap them.
+
+    Each process is pinned with a pidfd first, so no PID can be reused under
+    us. Once its parent is gone, an orphan comes to the test process (the
+    session's subreaper), so the tree is reaped top-down: every wait returns
+    after the parent's exit has handed the process here; those that their
+    own parent reaped first are simply gone (ECHILD). With *reap_root*
+    False, *root* is waited for but left unreaped (``WNOWAIT``), for its
+    Popen to reap.
+    """
+    tree, todo = [], [root]
+    while todo:
+        tree.append(todo.pop(0))
+        todo.extend(children_of(tree[-1]))
+    pidfds = {}
+    for pid in tree:
+        try:
+            pidfds[pid] = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+    for pidfd in reversed(pidfds.values()):
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for pid, pidfd in pidfds.items():
+        try:
+            keep = os.WNOWAIT if pid == root and not reap_root else 0
+            os.waitid(os.P_PIDFD, pidfd, os.WEXITED | keep)
+        except ChildProcessError:  # reaped by its own parent before that died
+            pass
+        finally:
+            os.close(pidfd)
+
+
 class Init:
     """An init under test, with pipes to its stdin, stdout and stderr.
 
@@ -153,10 +189,12 @@ class Init:
         tb: TracebackType | None,
     ) -> None:
         if self.proc.poll() is None:
-            self.proc.kill()  # our own child, by PID; in pid1 mode --kill-child ends the rest
+            if self.mode == "subreaper":
+                # The init's children come to us when it dies: end and reap them too.
+                end_tree(self.proc.pid, reap_root=False)
+            else:
+                self.proc.kill()  # unshare, by PID: --kill-child ends the namespace
             self.proc.wait(10)
-        if self.mode == "subreaper" and state(self.pid) is not None:
-            os.kill(self.pid, signal.SIGKILL)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             if stream is not None:
                 try:
