@@ -80,8 +80,8 @@ def subreaper() -> Iterator[None]:
     _LEAKED.extend(_sweep(grace=3.0))
 
 
-# Until the last known leaks are fixed, a leak is reported but does not fail the run.
-FAIL_ON_LEAKS = False
+# A leaked process fails the run: leaking zombies is not our business.
+FAIL_ON_LEAKS = True
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
