@@ -112,6 +112,34 @@ def test_forgotten_child_is_reaped() -> None:
             children._janitor.stop()
 
 
+def test_forgotten_child_that_exited_first_is_reported() -> None:
+    """A child already exited when dropped is reaped at hand-over, and reported like any other.
+
+    The janitor reaps such a child before it reaches manage(); it must still go
+    to history and on_reap, or what the janitor reports would depend on timing.
+    """
+    janitor = children._janitor_reaper()
+    reported: list[tuple[int, str]] = []
+    janitor.on_reap = lambda reaped: reported.append((reaped.pid, threading.current_thread().name))
+    try:
+        exited = spawn(["sh", "-c", "exit 5"])
+        running = spawn(["sh", "-c", "read line; exit 7"], stdin=subprocess.PIPE)
+        pids = exited.pid, running.pid
+        assert sleep_until(lambda: proc_state(pids[0]) == "Z", 10)  # exited before the drop
+        assert running.stdin is not None
+        stdin, running.stdin = running.stdin, None
+        del exited, running
+        gc.collect()
+        stdin.close()  # `running` exits only now, after it was dropped
+        assert sleep_until(lambda: len(reported) == 2, 10), reported
+        assert sorted(reported) == sorted((pid, "undertaker-reaper") for pid in pids)
+        statuses = {record.pid: record.status for record in janitor.history}
+        assert statuses == {pids[0]: WaitStatus.exited_with(5), pids[1]: WaitStatus.exited_with(7)}
+        assert all(proc_state(pid) is None for pid in pids)
+    finally:
+        janitor.stop()  # so later tests fork a one-thread process
+
+
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -162,14 +190,20 @@ out["collected_under_locks"] = True
 out["reaped_1"] = kill_and_check(pid, fd)
 
 threads = []
-def collect_here(_reaped):
-    if not threads:
+trigger_pid = []
+def collect_here(reaped):
+    # Only on the trigger's reap: the report of the first child may still be
+    # on its way (on_reap runs after the reap that kill_and_check saw).
+    if reaped.pid in trigger_pid and not threads:
         threads.append(threading.current_thread().name)
         gc.collect()
 janitor.on_reap = collect_here
 pid, fd = dropped_in_a_cycle()
 trigger = spawn(["true"])
-del trigger  # dropped, not in a cycle: its reap on the janitor thread runs collect_here
+trigger_pid.append(trigger.pid)
+# Dropped, not in a cycle: the janitor reaps it and runs collect_here on its
+# thread, whether `true` exits before the hand-over or after (both reported).
+del trigger
 out["gc_ran_on"] = sleep_until(lambda: bool(threads), 10) and threads[0]
 out["reaped_2"] = kill_and_check(pid, fd)
 janitor.stop()

@@ -52,12 +52,16 @@ def _alive(janitor: Reaper | None) -> TypeGuard[Reaper]:
 def _janitor_reaper() -> Reaper:
     """The process-wide reaper for forgotten children, started on first need."""
     global _janitor  # noqa: PLW0603  (one janitor per process, created lazily)
-    from undertaker.reaper import Reaper  # noqa: PLC0415  (only once a child is forgotten)
+    from undertaker.reaper import Reaped, Reaper  # noqa: PLC0415  (only once a child is forgotten)
 
     class Janitor(Reaper):
         def reap(self) -> list[Reaped]:
-            _hand_over_forgotten(self)  # on our own thread, holding no lock
-            return super().reap()
+            # On our own thread (or in stop()), holding no lock. Children that
+            # had exited before the hand-over are reaped there: report them like
+            # those reaped in the pass, in history and to on_reap.
+            early = [Reaped(*found, orphan=False) for found in _hand_over_forgotten(self)]
+            self._report([(record, record.pid, None) for record in early])
+            return early + super().reap()
 
     with _janitor_lock:
         janitor = _janitor
@@ -66,20 +70,33 @@ def _janitor_reaper() -> Reaper:
         return janitor
 
 
-def _hand_over_forgotten(janitor: Reaper) -> None:
-    """Give the janitor every queued child; runs in normal code, where locks are safe."""
+def _hand_over_forgotten(janitor: Reaper) -> list[tuple[int, WaitStatus]]:
+    """Give the janitor every queued child; runs in normal code, where locks are safe.
+
+    Returns (pid, status) of the children found already exited and reaped here.
+    """
+    reaped = []
     while _forgotten and janitor.running:
         state = _forgotten.popleft()
-        if state.try_reap() is not None or state.lost:
-            continue  # exited already: reaped now, pidfd closed
+        # Race: the child may exit before or after the janitor gets here (a
+        # short-lived child, or a janitor thread slow to be scheduled). If it
+        # exited before, it is reaped right here and never reaches manage(), so
+        # the janitor's pass never sees it: the caller must report it itself, or
+        # it would be missing from history and on_reap depending on timing.
         with state.lock:
             if state.pidfd < 0 or state.done():
-                continue
+                continue  # reaped by its owner after all (close(), then poll())
+            status = state.reap_locked()
+            if status is not None:
+                reaped.append((state.pid, status))  # reaped now, pidfd closed
+            if state.done():
+                continue  # reaped now, or lost: other code reaped it
             fd, state.pidfd = state.pidfd, -1
         try:
             janitor.manage(state.pid, pidfd=fd, on_exit=state.on_exit)
         except NoSuchProcess:
             state.finish(None)  # other code reaped it in the meantime
+    return reaped
 
 
 def _start_janitor() -> None:
@@ -139,21 +156,25 @@ class _State:
     def try_reap(self) -> WaitStatus | None:
         """Reap if the child has exited, and close the pidfd then; never blocks."""
         with self.lock:
-            if self.status is not None or self.lost or self.pidfd < 0:
+            if self.done() or self.pidfd < 0:
                 return self.status  # done, or handed to the janitor by close()
-            try:
-                result = os.waitid(os.P_PIDFD, self.pidfd, _REAP)
-            except ChildProcessError:
-                self.finish(None)
-            else:
-                if result is None:
-                    return None  # still running
-                self.finish(WaitStatus.from_waitid(result))
-            # Reaped (or lost): the pidfd has nothing left to tell. Closed under
-            # the lock, so no other thread can use its number once it is reused.
-            os.close(self.pidfd)
-            self.pidfd = -1
-            return self.status
+            return self.reap_locked()
+
+    def reap_locked(self) -> WaitStatus | None:
+        """``try_reap`` once the lock is held and the pidfd known open: the status reaped now."""
+        try:
+            result = os.waitid(os.P_PIDFD, self.pidfd, _REAP)
+        except ChildProcessError:
+            self.finish(None)
+        else:
+            if result is None:
+                return None  # still running
+            self.finish(WaitStatus.from_waitid(result))
+        # Reaped (or lost): the pidfd has nothing left to tell. Closed under
+        # the lock, so no other thread can use its number once it is reused.
+        os.close(self.pidfd)
+        self.pidfd = -1
+        return self.status
 
     def watch_fd(self) -> int:
         """A private copy of the pidfd to sleep on; -1 once reaped or handed over.
