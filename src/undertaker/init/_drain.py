@@ -37,7 +37,9 @@ def read_stat(pid: int) -> tuple[str, int, int, str, int] | None:
     """``(comm, ppid, pgrp, state, starttime)`` of *pid*, or None if gone or hidden.
 
     Fields by ``man 5 proc``: comm is between the first ``(`` and the last
-    ``)``, and may contain anything, those two included.
+    ``)``, and may contain anything, those two included. Not
+    ``undertaker.proc.parse_stat``: that package imports ``typing`` (3 ms),
+    which the init keeps off its start-up path.
     """
     try:
         with open(f"{PROC}/{pid}/stat", "rb") as stat:
