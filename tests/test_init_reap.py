@@ -262,8 +262,10 @@ def test_the_init_leaves_nothing_behind(mode: str) -> None:
 
 def test_log_reaped_json_lines_are_valid_and_complete() -> None:
     """--log-reaped: one JSON object per reaped process with pid, comm, status, age; then exit."""
-    code = "import subprocess; subprocess.Popen(['sh', '-c', 'exit 3'])"
-    code += "; import time; time.sleep(0.3)"
+    # No Popen object: its __del__ would try a non-blocking wait and, when sh has
+    # already exited, reap it before the init could adopt it as an orphan.
+    code = "import os, time; os.spawnv(os.P_NOWAIT, '/bin/sh', ['sh', '-c', 'exit 3'])"
+    code += "; time.sleep(0.3)"
     done = run_init("subreaper", ["--log-reaped"], [PYTHON, "-c", code])
     events = [json.loads(line) for line in done.stderr.splitlines()]
     orphan = next(e for e in events if e["event"] == "reaped" and not e["main"])

@@ -81,6 +81,7 @@ class Supervisor:
         self.drain_deadline: float | None = None
         self.killing_since: float | None = None
         self.blind_termed = False  # without /proc: the one SIGTERM of the drain was sent
+        self.blind_group_gone = False  # without /proc: the main child's group emptied once
         self.signalled: set[tuple[int, int]] = set()  # (pid, starttime) the drain signalled
         self.refused: set[int] = set()  # PIDs (or -PGIDs) that refused a signal: EPERM
 
@@ -306,6 +307,24 @@ class Supervisor:
         """
         return bool(left) and left.keys() <= self.refused
 
+    def _blind_group(self) -> list[int]:
+        """The main child's process group while it has members, then nothing.
+
+        A group ID cannot be reused while any process is in the group; once it
+        is empty (the main child already reaped), a stranger may get that
+        number as its PID and group, so we stop targeting it for good.
+        """
+        if self.blind_group_gone:
+            return []
+        try:
+            os.kill(-self.child.pgid, 0)
+        except ProcessLookupError:
+            self.blind_group_gone = self.status is not None
+            return []
+        except PermissionError:
+            pass  # members we may not signal: send() warns about them
+        return [-self.child.pgid]
+
     def _blind_drain_step(self, now: float, deadline: float) -> bool:
         """The drain without /proc: no list of descendants, so signal wholesale.
 
@@ -314,7 +333,7 @@ class Supervisor:
         can be found. SIGTERM is sent once, when the main child has exited (a
         second one would re-run slow handlers); SIGKILL at the deadline.
         """
-        targets = [-1] if self.me == 1 else [-self.child.pgid]
+        targets = [-1] if self.me == 1 else self._blind_group()
         if now < deadline:
             if self.status is not None and not self.blind_termed:
                 self.blind_termed = True
