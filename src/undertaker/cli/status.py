@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from undertaker._errors import NoSuchProcess, ProcUnavailable
 from undertaker.cli._common import EXIT_ERROR, EXIT_OK, add_proc_option, pid_arg
+from undertaker.proc._system import boot_time
 from undertaker.wait import WaitStatus, signal_name, zombie_status
 
 if TYPE_CHECKING:
@@ -83,6 +84,10 @@ def _zombie(pid: int, root: str) -> WaitStatus:
             os.close(os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
         except OSError as err:
             raise ProcUnavailable(root, err.strerror or str(err)) from None
+        try:
+            boot_time(root)  # the same test of "is this a procfs" that the scan makes
+        except (OSError, ValueError):
+            raise ProcUnavailable(root, f"not a procfs (no btime line in {root}/stat)") from None
         raise
 
 
