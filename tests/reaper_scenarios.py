@@ -148,7 +148,7 @@ def stdlib_owners() -> dict[str, object]:
 
 
 def late_waiter(claim: bool) -> dict[str, object]:
-    """Popen, then wait long after the child exits: the documented misjudgement."""
+    """Popen, then wait long after the child exits (once the old rule's misjudgement)."""
     with Reaper(grace=0.2) as reaper:
         popen = subprocess.Popen(["sh", "-c", "exit 7"])
         if claim:
