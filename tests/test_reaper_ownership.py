@@ -42,7 +42,7 @@ def connector_available() -> bool:
 
 
 @pytest.mark.smoke
-@pytest.mark.skipif(not connector_available(), reason="needs the proc connector (root)")
+@pytest.mark.skipif(not connector_available(), reason="needs the proc connector")
 def test_late_waiters_keep_their_statuses_while_orphans_storm_with_fork_events() -> None:
     """Every late-waiter pattern of issue 8 plus 32 orphans of 3 kinds: 0 wrong, 0 zombies."""
     result = run("ownership_scenarios.py", "on")
@@ -144,7 +144,7 @@ def test_a_claim_ends_with_its_process_not_its_pid() -> None:
 def test_connector_unsubscribes_and_names_the_forker() -> None:
     """The connector reports our fork with our PID as the parent, then closes cleanly."""
     if not connector_available():
-        pytest.skip("needs the proc connector (root)")
+        pytest.skip("needs the proc connector")
     from undertaker.proc._connector import ProcEvents  # noqa: PLC0415
     from undertaker.testing import sleep_until  # noqa: PLC0415
 

@@ -14,7 +14,7 @@ evidence that some other process forked it, gathered here:
   forks it, and can only leave it for a session of its own (``setsid``). A
   child born while the Reaper ran, in a session that is neither one of ours
   nor its own, was forked by someone else (a daemon's double fork).
-* **the fork event** (root in the initial PID namespace): the kernel's proc
+* **the fork event** (from the initial PID namespace): the kernel's proc
   connector names the process that forked each new process.
 * **filed under another thread** proves the opposite: the kernel files an
   orphan under our first live thread, so a child filed under another thread

@@ -123,7 +123,7 @@ class Reaper:
             SIGCHLD handler (main thread), in ``manage()`` and in ``reap()``;
             it then needs ``orphans=False``.
         events: use the kernel's fork events (the proc connector) as evidence
-            of adoption: ``"auto"`` when allowed (root in the initial PID
+            of adoption: ``"auto"`` when allowed (from the initial PID
             namespace), True to require them, False never.
         reap_unproven: opt in to the old rule: also reap a zombie child without
             evidence once it has been a zombie for *grace* seconds and no code of

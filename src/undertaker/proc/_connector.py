@@ -2,12 +2,14 @@
 
 The kernel broadcasts a message on a netlink socket for every fork, exec and
 exit on the machine once at least one listener has subscribed. PIDs in the
-messages are those of the *initial* PID namespace, and subscribing needs
-CAP_NET_ADMIN there: from inside a container the kernel ignores the request
-without an answer. A subscription is a global counter in the kernel, so
-``close()`` always sends the unsubscribe message first; a process killed
-with SIGKILL cannot, and leaves the kernel generating events until another
-listener unsubscribes or the machine reboots.
+messages are those of the *initial* PID namespace, and only a process there
+may subscribe: from inside a container the kernel ignores the request
+without an answer. Before Linux 6.6 subscribing also needs CAP_NET_ADMIN;
+since then any user may (seen here as uid 65534 on 6.18). A subscription
+is a global counter in the kernel, so ``close()`` always sends the
+unsubscribe message first; a process killed with SIGKILL cannot, and leaves
+the kernel generating events until another listener unsubscribes or the
+machine reboots.
 
 Records only, no policy: ``_ownership`` decides what the events mean.
 """
@@ -105,10 +107,10 @@ class ProcEvents:
     Raises (from the constructor):
         NotSupported: not Linux, no connector in this kernel, or this process
             is not in the initial PID namespace (a container).
-        AccessDenied: not allowed to subscribe (needs CAP_NET_ADMIN).
+        AccessDenied: not allowed to subscribe (before Linux 6.6: CAP_NET_ADMIN).
     """
 
-    def __init__(self, *, rcvbuf: int = _DEFAULT_RCVBUF, answer_timeout: float = 1.0) -> None:
+    def __init__(self, *, rcvbuf: int = _DEFAULT_RCVBUF, answer_timeout: float = 0.25) -> None:
         """Subscribe, and wait for the kernel's answer so a refusal is an error now."""
         if not in_initial_pid_namespace():
             raise NotSupported("process events", "this process is not in the initial PID namespace")
