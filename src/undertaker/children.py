@@ -6,6 +6,8 @@ never hit a later process that reused the PID, and a ``Child`` dropped
 without ``wait()`` is handed to a background reaper instead of lingering as a
 zombie. ``subprocess`` does the fork and exec (and reports exec errors);
 ``subprocess`` is imported on the first ``spawn``, not at ``import undertaker``.
+The pidfd is opened by the child itself before it execs and passed back over
+a socket, so no other code can reap the child before we hold it.
 """
 
 from __future__ import annotations
@@ -15,18 +17,18 @@ import collections
 import os
 import signal
 import threading
+import time
 import weakref
 from typing import IO, TYPE_CHECKING, Any, TypeGuard
 
-from undertaker._control_errors import StatusLost, TimeoutExpired
+from undertaker._control_errors import NotSupported, StatusLost, TimeoutExpired
 from undertaker._errors import NoSuchProcess
-from undertaker.pidfd import pidfd_open, send_signal, wait_readable
-from undertaker.prctl import PR_SET_PDEATHSIG, prctl_function
+from undertaker.pidfd import can_use_pidfd, send_signal, wait_readable
 from undertaker.wait import WaitStatus
 
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Callable, Generator, Mapping, Sequence
+    from collections.abc import Generator, Mapping, Sequence
     from types import TracebackType
 
     from undertaker.reaper import Reaped, Reaper
@@ -91,11 +93,17 @@ def _hand_over_forgotten(janitor: Reaper) -> list[tuple[int, WaitStatus]]:
                 reaped.append((state.pid, status))  # reaped now, pidfd closed
             if state.done():
                 continue  # reaped now, or lost: other code reaped it
-            fd, state.pidfd = state.pidfd, -1
+            # From now on only the janitor reaps (two reapers would make one
+            # of them see ECHILD and report a false StatusLost). The Child
+            # keeps its own pidfd: a Child closed but still referenced can
+            # still be signalled, and waited for through on_exit.
+            fd = os.dup(state.pidfd)
+            state.handed = True
+            state.janitor = janitor
         try:
             janitor.manage(state.pid, pidfd=fd, on_exit=state.on_exit)
         except NoSuchProcess:
-            state.finish(None)  # other code reaped it in the meantime
+            state.on_exit(state.pid, None)  # other code reaped it in the meantime
     return reaped
 
 
@@ -111,7 +119,7 @@ def _start_janitor() -> None:
 def _forget(state: _State) -> None:
     """Finalizer of an unwaited Child: queue it for the janitor, taking no lock."""
     global _starting  # noqa: PLW0603
-    if state.pidfd < 0:
+    if state.pidfd < 0 or state.handed:
         return  # reaped already (the pidfd is closed then), or handed over
     _forgotten.append(state)
     janitor = _janitor
@@ -124,6 +132,13 @@ def _forget(state: _State) -> None:
             _thread.start_new_thread(_start_janitor, ())
         except RuntimeError:
             _starting = False  # interpreter shutting down: init reaps what is left
+
+
+def _slice(deadline: float | None, most: float) -> float:
+    """Seconds to sleep next: at most *most*, and never past *deadline* (monotonic)."""
+    if deadline is None:
+        return most
+    return min(max(deadline - time.monotonic(), 0.0), most)
 
 
 def _after_fork_in_child() -> None:
@@ -144,6 +159,9 @@ class _State:
         self.pidfd = pidfd
         self.status: WaitStatus | None = None
         self.lost = False
+        self.handed = False  # the janitor reaps it (close(), or the Child was dropped)
+        self.janitor: Reaper | None = None  # the one it was handed to
+        self.finished = threading.Event()  # set once status or lost is known
         self.lock = threading.Lock()
 
     def finish(self, status: WaitStatus | None) -> None:
@@ -152,12 +170,13 @@ class _State:
         self.lost = status is None
         returncode = None if status is None else status.returncode
         self.popen.returncode = 0 if returncode is None else returncode
+        self.finished.set()
 
     def try_reap(self) -> WaitStatus | None:
         """Reap if the child has exited, and close the pidfd then; never blocks."""
         with self.lock:
-            if self.done() or self.pidfd < 0:
-                return self.status  # done, or handed to the janitor by close()
+            if self.done() or self.pidfd < 0 or self.handed:
+                return self.status  # done, or the janitor reaps it
             return self.reap_locked()
 
     def reap_locked(self) -> WaitStatus | None:
@@ -188,8 +207,30 @@ class _State:
             return os.dup(self.pidfd)
 
     def on_exit(self, _pid: int, status: WaitStatus | None) -> None:
-        """The janitor reaped it: record the outcome."""
-        self.finish(status)
+        """The janitor reaped it: record the outcome, close our pidfd."""
+        with self.lock:
+            if self.status is not None:
+                return
+            self.finish(status)
+            if self.pidfd >= 0:
+                os.close(self.pidfd)
+                self.pidfd = -1
+
+    def await_janitor(self, timeout: float | None) -> None:
+        """After a hand-over, wait until the janitor reports the (exited) child.
+
+        Sliced, so a janitor stopped before it reaped (``Reaper.stop`` leaves
+        handed-over children) does not leave us waiting for ever: we reap then.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.finished.wait(_slice(deadline, 0.5)):
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            if self.janitor is None or not self.janitor.running:
+                with self.lock:
+                    if not self.done() and self.pidfd >= 0:
+                        self.reap_locked()
+                return
 
     def done(self) -> bool:
         return self.status is not None or self.lost
@@ -272,6 +313,8 @@ class Child:
             finally:
                 os.close(fd)
             self._state.try_reap()
+            if not self._state.done():
+                self._state.await_janitor(None)  # exited: the janitor reaps it at once
         return self._result()
 
     async def wait_async(self, timeout: float | None = None) -> WaitStatus:
@@ -306,6 +349,8 @@ class Child:
         finally:
             os.close(fd)
         self._state.try_reap()
+        if not self._state.done():
+            await loop.run_in_executor(None, self._state.await_janitor, None)
         return self._result()
 
     def __await__(self) -> Generator[Any, None, WaitStatus]:
@@ -375,22 +420,6 @@ class Child:
             self.close()
 
 
-def _death_signal_preexec(sig: int) -> Callable[[], None]:
-    """Build the function run between fork and exec: set the signal, then close the race."""
-    prctl = prctl_function()  # resolved here: the child must not load libraries
-    parent = os.getpid()
-    number = int(sig)
-
-    def preexec() -> None:
-        if prctl(PR_SET_PDEATHSIG, number, 0, 0, 0) != 0:
-            raise OSError("prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent:
-            # The parent died before prctl took effect: nobody will signal us.
-            os.kill(os.getpid(), number)
-
-    return preexec
-
-
 def spawn(
     argv: Sequence[StrPath],
     *,
@@ -432,26 +461,36 @@ def spawn(
     """
     import subprocess  # noqa: PLC0415  (keeps ``import undertaker`` light)
 
-    preexec = None
-    if parent_death_signal is not None:
-        if int(parent_death_signal) not in signal.valid_signals():
-            raise ValueError(f"not a signal number: {parent_death_signal}")
-        preexec = _death_signal_preexec(parent_death_signal)
-    popen = subprocess.Popen(
-        list(argv),
-        stdin=stdin,
-        stdout=stdout,
-        stderr=stderr,
-        cwd=cwd,
-        env=env,
-        start_new_session=new_session,
-        pass_fds=tuple(pass_fds),
-        preexec_fn=preexec,  # noqa: PLW1509  (it only calls prctl and getppid)
-    )
+    from undertaker._child_pidfd import PidfdChannel  # noqa: PLC0415  (imports socket)
+
+    if parent_death_signal is not None and int(parent_death_signal) not in signal.valid_signals():
+        raise ValueError(f"not a signal number: {parent_death_signal}")
+    if not can_use_pidfd():
+        raise NotSupported("pidfd_open", "needs Linux 5.3+ and no seccomp filter against it")
+    channel = PidfdChannel()
     try:
-        pidfd = pidfd_open(popen.pid)  # a child stays a zombie until we reap: no reuse race
-    except BaseException:
+        try:
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                cwd=cwd,
+                env=env,
+                start_new_session=new_session,
+                pass_fds=tuple(pass_fds),
+                preexec_fn=channel.preexec(parent_death_signal),  # noqa: PLW1509  (see _child_pidfd)
+            )
+        except subprocess.SubprocessError:
+            error = channel.child_error()
+            if error is None:
+                raise
+            raise error from None
+        pidfd = channel.receive()
+    finally:
+        channel.close()
+    if pidfd is None:  # cannot happen: Popen returns only after our preexec ran
         popen.kill()
         popen.wait()
-        raise
+        raise RuntimeError("the new child sent no pidfd")
     return Child(popen, pidfd)
