@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import TYPE_CHECKING
+import subprocess
+from typing import TYPE_CHECKING, Any
 
 from undertaker.prctl import PR_SET_PDEATHSIG, prctl_function
 
@@ -44,18 +45,19 @@ class PidfdChannel:
         number = 0 if death_signal is None else int(death_signal)
 
         def preexec() -> None:
-            if prctl is not None:
-                if prctl(PR_SET_PDEATHSIG, number, 0, 0, 0) != 0:
-                    raise OSError("prctl(PR_SET_PDEATHSIG) failed")
-                if os.getppid() != parent:
-                    # The parent died before prctl took effect: nobody will signal us.
-                    os.kill(os.getpid(), number)
+            # The pidfd first: the death signal below may end this process.
             try:
                 pidfd = os.pidfd_open(os.getpid())
             except OSError as err:
                 theirs.send(str(err.errno).encode())  # so the parent can say why
                 raise
             send_fds(theirs, [b"pidfd"], [pidfd])  # closed at exec (close-on-exec)
+            if prctl is not None:
+                if prctl(PR_SET_PDEATHSIG, number, 0, 0, 0) != 0:
+                    raise OSError("prctl(PR_SET_PDEATHSIG) failed")
+                if os.getppid() != parent:
+                    # The parent died before prctl took effect: nobody will signal us.
+                    os.kill(os.getpid(), number)
 
         return preexec
 
@@ -83,3 +85,32 @@ class PidfdChannel:
         """Close both ends (the child's copy dies with its exec)."""
         self._ours.close()
         self._theirs.close()
+
+
+def popen_with_pidfd(
+    argv: list[Any], death_signal: int | None, **options: Any
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``Popen(argv, **options)`` and the child's own pidfd (see the module docstring).
+
+    Raises:
+        OSError: the child could not open its pidfd (``EMFILE``...).
+        ChildProcessError: the child was killed before its exec.
+    """
+    channel = PidfdChannel()
+    try:
+        try:
+            popen = subprocess.Popen(argv, preexec_fn=channel.preexec(death_signal), **options)  # noqa: PLW1509
+        except subprocess.SubprocessError:
+            error = channel.child_error()
+            if error is None:
+                raise
+            raise error from None
+        pidfd = channel.receive()
+    finally:
+        channel.close()
+    if pidfd is None:
+        # Killed inside our preexec, before it sent the pidfd: Popen takes a
+        # child that dies before exec for one that exec'd. It is dead: reap it.
+        popen.wait()
+        raise ChildProcessError(f"the new child (pid {popen.pid}) was killed before its exec")
+    return popen, pidfd

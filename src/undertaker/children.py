@@ -434,13 +434,18 @@ def spawn(
 ) -> Child:
     """Start a program as a child that is always reaped.
 
+    The child opens its own pidfd before exec (see ``_child_pidfd``), so the
+    ``Child`` returned holds the process started, even if other code reaped
+    it at once (its ``wait()`` then raises ``StatusLost``) and its PID was
+    reused. That runs a tiny Python function in the child, which makes
+    ``subprocess`` use ``fork`` instead of ``vfork``.
+
     Args:
         argv: the program and its arguments; the program is looked up on PATH.
         parent_death_signal: a signal the kernel sends the child when we die
             (``prctl(PR_SET_PDEATHSIG)``), e.g. ``signal.SIGTERM``. Race: it
             fires when the *thread* that called ``spawn`` exits, so spawn from a
-            long-lived thread. Setting it makes ``subprocess`` use ``fork``
-            instead of ``vfork`` and run a tiny Python function in the child.
+            long-lived thread.
         new_session: start the child in a new session (``setsid``), so
             terminal signals sent to our process group do not reach it.
         cwd: working directory of the child.
@@ -457,40 +462,26 @@ def spawn(
     Raises:
         FileNotFoundError: the program does not exist (likewise ``PermissionError``).
         NotSupported: pidfds (Linux 5.3) or prctl are not available here.
+        OSError: the new child could not open its pidfd (``EMFILE``...).
+        ChildProcessError: the new child was killed before it could exec.
         ValueError: *parent_death_signal* is not a signal number.
     """
-    import subprocess  # noqa: PLC0415  (keeps ``import undertaker`` light)
-
-    from undertaker._child_pidfd import PidfdChannel  # noqa: PLC0415  (imports socket)
+    # Imports subprocess and socket: kept out of ``import undertaker``.
+    from undertaker._child_pidfd import popen_with_pidfd  # noqa: PLC0415
 
     if parent_death_signal is not None and int(parent_death_signal) not in signal.valid_signals():
         raise ValueError(f"not a signal number: {parent_death_signal}")
     if not can_use_pidfd():
         raise NotSupported("pidfd_open", "needs Linux 5.3+ and no seccomp filter against it")
-    channel = PidfdChannel()
-    try:
-        try:
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                cwd=cwd,
-                env=env,
-                start_new_session=new_session,
-                pass_fds=tuple(pass_fds),
-                preexec_fn=channel.preexec(parent_death_signal),  # noqa: PLW1509  (see _child_pidfd)
-            )
-        except subprocess.SubprocessError:
-            error = channel.child_error()
-            if error is None:
-                raise
-            raise error from None
-        pidfd = channel.receive()
-    finally:
-        channel.close()
-    if pidfd is None:  # cannot happen: Popen returns only after our preexec ran
-        popen.kill()
-        popen.wait()
-        raise RuntimeError("the new child sent no pidfd")
+    popen, pidfd = popen_with_pidfd(
+        list(argv),
+        parent_death_signal,
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        cwd=cwd,
+        env=env,
+        start_new_session=new_session,
+        pass_fds=tuple(pass_fds),
+    )
     return Child(popen, pidfd)

@@ -256,13 +256,15 @@ def daemonize(
 
     Args:
         pid_file: written atomically by the daemon before we report success,
-            and removed at the daemon's exit if it still holds its PID.
+            and removed at the daemon's exit if it still holds its PID, also
+            when SIGTERM (left at its default action) kills the daemon.
         workdir: the daemon's working directory, so it pins no mount point.
         umask: the daemon's file mode creation mask.
         stdin: what the daemon's standard input reads (default /dev/null).
         stdout: where standard output goes, appended (default /dev/null).
         stderr: where standard error goes, appended (default /dev/null).
-        keep_fds: descriptors above 2 to keep open; all others are closed.
+        keep_fds: descriptors above 2 to keep open; all others are closed,
+            those of live Python file and socket objects through the object.
         exit_parent: exit the original process when the daemon is ready.
 
     Returns:
