@@ -6,17 +6,22 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from helpers import needs_namespace, run_in_namespace
 
-# A thief thread reaps every child the moment it exits (waitid(P_ALL) sleeps in
-# the kernel, without the GIL), while a busy thread holds the GIL so that the
-# main thread, back from fork and exec, is late to look at its new child. With
-# REUSE set (in a PID namespace, where we may set ns_last_pid), the thief also
-# starts a `sleep` that gets the stolen PID: the process a late pidfd_open finds.
+# A thief reaps every child the moment it exits, while a busy thread holds the
+# GIL so that the main thread, back from fork and exec, is late to look at its
+# new child. The thief is a thread in waitid(P_ALL) (it sleeps in the kernel,
+# without the GIL), or in mode "handler" the naive SIGCHLD handler calling
+# waitpid(-1) that the issue names. In mode "reuse" (in a PID namespace, where
+# we may set ns_last_pid) the thief thread also starts a `sleep` that gets the
+# stolen PID: the process a late pidfd_open finds.
 THIEF = r"""
 import json, os, signal, sys, threading, time
 from undertaker import NoSuchProcess, StatusLost, TimeoutExpired, spawn
-rounds, reuse = int(sys.argv[1]), sys.argv[2] == "reuse"
+rounds, mode = int(sys.argv[1]), sys.argv[2]
+reuse = mode == "reuse"
 sys.setswitchinterval(0.02)
 stop = False
 decoys, reused = [], []
@@ -36,7 +41,16 @@ def thief():
 def hog():
     while not stop:
         sum(range(1000))
-threading.Thread(target=thief, daemon=True).start()
+def naive_handler(*_):
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+if mode == "handler":
+    signal.signal(signal.SIGCHLD, naive_handler)
+else:
+    threading.Thread(target=thief, daemon=True).start()
 threading.Thread(target=hog, daemon=True).start()
 seen = {"ok": 0, "lost": 0, "crash": 0, "wrong": 0}
 for _ in range(rounds):
@@ -66,10 +80,11 @@ print(json.dumps(seen))
 """
 
 
-def test_spawn_when_another_thread_reaps_every_child() -> None:
+@pytest.mark.parametrize("thief", ["thread", "handler"])
+def test_spawn_when_other_code_reaps_every_child(thief: str) -> None:
     """Reaped by other code before spawn() returns: an honest StatusLost, never NoSuchProcess."""
     done = subprocess.run(
-        [sys.executable, "-c", THIEF, "30", "-"],
+        [sys.executable, "-c", THIEF, "30", thief],
         capture_output=True,
         text=True,
         timeout=60,
