@@ -334,6 +334,17 @@ def test_wait_and_terminate_after_close() -> None:
             children._janitor.stop()  # so later tests fork a one-thread process
 
 
+def test_wait_after_close_when_the_janitor_stopped() -> None:
+    """A janitor stopped before the child exits leaves it unreaped: wait() reaps it then."""
+    child = spawn(["sh", "-c", "sleep 0.3; exit 5"])
+    child.close()
+    assert sleep_until(_handed_over, 10)
+    assert children._janitor is not None
+    children._janitor.stop()
+    assert child.wait(10) == WaitStatus.exited_with(5)
+    assert proc_state(child.pid) is None
+
+
 @pytest.mark.parametrize("timeout", [float("inf"), 1e300, 1e10])
 def test_infinite_and_huge_timeouts(timeout: float) -> None:
     """wait() and wait_async() accept infinity and any long timeout, like None."""

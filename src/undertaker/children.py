@@ -17,7 +17,6 @@ import collections
 import os
 import signal
 import threading
-import time
 import weakref
 from typing import IO, TYPE_CHECKING, Any, TypeGuard
 
@@ -134,13 +133,6 @@ def _forget(state: _State) -> None:
             _starting = False  # interpreter shutting down: init reaps what is left
 
 
-def _slice(deadline: float | None, most: float) -> float:
-    """Seconds to sleep next: at most *most*, and never past *deadline* (monotonic)."""
-    if deadline is None:
-        return most
-    return min(max(deadline - time.monotonic(), 0.0), most)
-
-
 def _after_fork_in_child() -> None:
     global _starting  # noqa: PLW0603
     _forgotten.clear()  # the parent's children: not ours to reap
@@ -216,16 +208,13 @@ class _State:
                 os.close(self.pidfd)
                 self.pidfd = -1
 
-    def await_janitor(self, timeout: float | None) -> None:
-        """After a hand-over, wait until the janitor reports the (exited) child.
+    def await_janitor(self) -> None:
+        """After a hand-over, wait until the janitor reports the child, which has exited.
 
-        Sliced, so a janitor stopped before it reaped (``Reaper.stop`` leaves
+        In slices, so a janitor stopped before it reaped (``Reaper.stop`` leaves
         handed-over children) does not leave us waiting for ever: we reap then.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.finished.wait(_slice(deadline, 0.5)):
-            if deadline is not None and time.monotonic() >= deadline:
-                return
+        while not self.finished.wait(0.5):
             if self.janitor is None or not self.janitor.running:
                 with self.lock:
                     if not self.done() and self.pidfd >= 0:
@@ -296,7 +285,7 @@ class Child:
         ``SIG_IGN`` the kernel reaps the child itself and ``StatusLost`` is raised.
 
         Args:
-            timeout: seconds; None waits for ever.
+            timeout: seconds; None or ``math.inf`` waits for ever.
 
         Returns:
             The decoded exit status.
@@ -314,7 +303,7 @@ class Child:
                 os.close(fd)
             self._state.try_reap()
             if not self._state.done():
-                self._state.await_janitor(None)  # exited: the janitor reaps it at once
+                self._state.await_janitor()  # exited: the janitor reaps it at once
         return self._result()
 
     async def wait_async(self, timeout: float | None = None) -> WaitStatus:
@@ -350,7 +339,7 @@ class Child:
             os.close(fd)
         self._state.try_reap()
         if not self._state.done():
-            await loop.run_in_executor(None, self._state.await_janitor, None)
+            await loop.run_in_executor(None, self._state.await_janitor)
         return self._result()
 
     def __await__(self) -> Generator[Any, None, WaitStatus]:
@@ -393,7 +382,11 @@ class Child:
             return self.wait()
 
     def close(self) -> None:
-        """Close our pipe ends; an unreaped child goes to the background reaper."""
+        """Close our pipe ends; an unreaped child goes to the background reaper.
+
+        The ``Child`` stays usable: ``wait()`` returns the status the reaper
+        got, ``terminate()`` and ``send_signal()`` still reach the child.
+        """
         for stream in (self.stdin, self.stdout, self.stderr):
             if stream is not None:
                 stream.close()
