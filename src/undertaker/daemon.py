@@ -172,7 +172,7 @@ def _redirect(fd: int, path: StrPath, flags: int) -> None:
 
 
 def _python_files() -> list[Any]:
-    """Every open file and socket object, flushed: fork copies unwritten buffers.
+    """Every file and socket object, after flushing the files: fork copies unwritten buffers.
 
     Found through the garbage collector, which tracks them all.
     """
@@ -180,10 +180,11 @@ def _python_files() -> list[Any]:
     if "socket" in sys.modules:
         kinds += (sys.modules["socket"].socket,)
     found = [obj for obj in gc.get_objects() if isinstance(obj, kinds)]
-    for obj in [sys.stdout, sys.stderr, *found]:  # std streams may be any object, or None
-        if obj is not None and not isinstance(obj, kinds[1:]) and hasattr(obj, "flush"):
-            with contextlib.suppress(Exception):
-                obj.flush()  # written once, here, not once per process
+    # sys.stdout and sys.stderr may be any object with a flush(), or None.
+    streams = [s for s in (sys.stdout, sys.stderr) if not isinstance(s, io.IOBase)]
+    for obj in [*streams, *(f for f in found if isinstance(f, io.IOBase))]:
+        with contextlib.suppress(Exception):
+            obj.flush()  # written once, here, not once per process
     return found
 
 
