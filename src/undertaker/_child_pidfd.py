@@ -9,7 +9,7 @@ so we open it where the right process is certain: in the child, between fork
 and exec, as ``pidfd_open(getpid())``. The child sends the descriptor over a
 Unix socket (``SCM_RIGHTS``), where it waits until we read it after ``Popen``
 returns. The price: any ``preexec_fn`` makes ``subprocess`` fork instead of
-vfork (about 1.5 ms more per spawn for a small interpreter).
+vfork (about 1.7 ms more per spawn for a small interpreter, see docs/library.md).
 """
 
 from __future__ import annotations
