@@ -305,3 +305,56 @@ def test_wait_for_exit_on_a_non_child() -> None:
             wait_for_exit(sleeper, timeout=0.05)
     with pytest.raises(NoSuchProcess):
         wait_for_exit(zombie, timeout=1)
+
+
+def _handed_over() -> bool:
+    """The janitor runs and has taken every closed child off its queue."""
+    janitor = children._janitor
+    return janitor is not None and janitor.running and not children._forgotten
+
+
+def test_wait_and_terminate_after_close() -> None:
+    """close() hands the child to the janitor, yet wait() and terminate() still work."""
+    try:
+        child = spawn(["sleep", "30"])
+        child.close()
+        assert sleep_until(_handed_over, 10)
+        with pytest.raises(TimeoutExpired):
+            child.wait(0.05)
+        assert child.terminate(grace=5) == WaitStatus.killed_by(signal.SIGTERM)
+        quick = spawn(["sh", "-c", "sleep 0.2; exit 4"])
+        quick.close()
+        assert sleep_until(_handed_over, 10)
+        assert quick.wait(10) == WaitStatus.exited_with(4)
+        assert child.returncode == -signal.SIGTERM
+        assert proc_state(child.pid) is None
+        assert proc_state(quick.pid) is None
+    finally:
+        if children._janitor is not None:
+            children._janitor.stop()  # so later tests fork a one-thread process
+
+
+def test_wait_after_close_when_the_janitor_stopped() -> None:
+    """A janitor stopped before the child exits leaves it unreaped: wait() reaps it then."""
+    child = spawn(["sh", "-c", "sleep 0.3; exit 5"])
+    child.close()
+    assert sleep_until(_handed_over, 10)
+    assert children._janitor is not None
+    children._janitor.stop()
+    assert child.wait(10) == WaitStatus.exited_with(5)
+    assert proc_state(child.pid) is None
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 1e300, 1e10])
+def test_infinite_and_huge_timeouts(timeout: float) -> None:
+    """wait() and wait_async() accept infinity and any long timeout, like None."""
+    child = spawn(["sh", "-c", "sleep 0.1; exit 2"])
+    assert child.wait(timeout) == WaitStatus.exited_with(2)
+    sleeper = spawn(["sh", "-c", "sleep 0.1; exit 3"])
+    assert asyncio.run(sleeper.wait_async(timeout)) == WaitStatus.exited_with(3)
+    fd = pidfd_open(os.getpid())
+    try:
+        with pytest.raises(ValueError, match="NaN"):
+            wait_readable(fd, float("nan"))
+    finally:
+        os.close(fd)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -60,15 +63,35 @@ def _start(tmp_path: Path, mode: str = "exit") -> subprocess.CompletedProcess[st
     )
 
 
-def test_daemon_is_detached_and_adopted_without_zombies(tmp_path: Path) -> None:
-    """The daemon runs in its own session, in /, with fds 0-2 only; its parent is us."""
-    zombies_before = _zombie_children()
+@contextlib.contextmanager
+def _running_daemon(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """Start DAEMON and wait for its report; yield its PID and a pidfd; never leak it."""
     done = _start(tmp_path)
     assert (done.returncode, done.stderr) == (0, "")
     pid = int((tmp_path / "d.pid").read_text())
     fd = pidfd_open(pid)
     try:
         assert sleep_until((tmp_path / "report.json").exists, 10)
+        yield pid, fd
+    finally:
+        if proc_state(pid) not in (None, "Z"):
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+            os.waitid(os.P_PIDFD, fd, os.WEXITED)
+        os.close(fd)
+
+
+def _reap_adopted(fd: int) -> WaitStatus:
+    """The daemon was adopted by the test session (a subreaper): reap it by pidfd."""
+    assert wait_readable(fd, 10)
+    result = os.waitid(os.P_PIDFD, fd, os.WEXITED)
+    assert result is not None
+    return WaitStatus.from_waitid(result)
+
+
+def test_daemon_is_detached_and_adopted_without_zombies(tmp_path: Path) -> None:
+    """The daemon runs in its own session, in /, with fds 0-2 only; its parent is us."""
+    zombies_before = _zombie_children()
+    with _running_daemon(tmp_path) as (pid, fd):
         report = json.loads((tmp_path / "report.json").read_text())
         assert report["pid"] == pid
         assert report["sid"] != pid  # not a session leader: can never get a terminal
@@ -82,15 +105,7 @@ def test_daemon_is_detached_and_adopted_without_zombies(tmp_path: Path) -> None:
         assert int(data[data.rfind(b")") + 2 :].split()[1]) == os.getpid()  # the subreaper
         assert _zombie_children() == zombies_before  # the middle child was reaped
         (tmp_path / "stop").touch()
-        assert wait_readable(fd, 10)
-        result = os.waitid(os.P_PIDFD, fd, os.WEXITED)  # adopted: ours to reap
-        assert result is not None
-        assert WaitStatus.from_waitid(result) == WaitStatus.exited_with(0)
-    finally:
-        if proc_state(pid) not in (None, "Z"):
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-            os.waitid(os.P_PIDFD, fd, os.WEXITED)
-        os.close(fd)
+        assert _reap_adopted(fd) == WaitStatus.exited_with(0)
     assert not (tmp_path / "d.pid").exists()  # removed at exit
 
 
@@ -211,3 +226,159 @@ def test_relative_paths_mean_the_callers_directory(tmp_path: Path) -> None:
             os.waitid(os.P_PIDFD, fd, os.WEXITED)
         os.close(fd)
     assert not (caller / "rel.pid").exists()  # the exit handler found it by its absolute path
+
+
+def test_pid_file_naming_a_zombie_is_stale(tmp_path: Path) -> None:
+    """An exited daemon not yet reaped by its parent does not run: its pid file is stale."""
+    zombie = subprocess.Popen(["true"])
+    try:
+        assert sleep_until(lambda: proc_state(zombie.pid) == "Z", 10)
+        (tmp_path / "x.pid").write_text(f"{zombie.pid}\n")
+        write_pid_file(tmp_path / "x.pid")
+        assert (tmp_path / "x.pid").read_text() == f"{os.getpid()}\n"
+    finally:
+        zombie.wait()
+
+
+def test_pid_file_naming_a_reused_pid_is_stale(tmp_path: Path) -> None:
+    """A live process that started after the file was written did not write it: stale."""
+    with subprocess.Popen(["sleep", "30"]) as newer:
+        try:
+            stale = tmp_path / "x.pid"
+            stale.write_text(f"{newer.pid}\n")
+            an_hour_ago = time.time() - 3600
+            os.utime(stale, (an_hour_ago, an_hour_ago))  # written before `sleep` started
+            write_pid_file(stale)
+            assert stale.read_text() == f"{os.getpid()}\n"
+            stale.write_text(f"{newer.pid}\n")  # written now, by a process that runs
+            with pytest.raises(DaemonError, match=f"already running \\(pid {newer.pid}"):
+                write_pid_file(stale)
+        finally:
+            newer.kill()
+
+
+def test_sigterm_removes_the_pid_file(tmp_path: Path) -> None:
+    """SIGTERM (default action) still kills the daemon, and its pid file goes with it."""
+    with _running_daemon(tmp_path) as (_pid, fd):
+        signal.pidfd_send_signal(fd, signal.SIGTERM)
+        assert _reap_adopted(fd) == WaitStatus.killed_by(signal.SIGTERM)
+    assert not (tmp_path / "d.pid").exists()
+
+
+# Each bad call must raise in the caller, before a fork: no child may appear.
+BAD_ARGUMENTS = r"""
+import json, os
+from undertaker import daemonize
+out = []
+for kwargs in ({"umask": "022"}, {"umask": 0o1777}, {"keep_fds": ["3"]}, {"keep_fds": [-1]},
+               {"workdir": None}, {"exit_parent": "no"}):
+    try:
+        daemonize(**{"exit_parent": False, **kwargs})
+        out.append("no error")
+    except Exception as err:
+        out.append(type(err).__name__)
+with open(f"/proc/self/task/{os.getpid()}/children") as kids:
+    out.append(kids.read().split())
+print(json.dumps(out))
+"""
+
+
+def test_bad_arguments_fail_in_the_caller_before_forking() -> None:
+    """A wrong type or range is a TypeError/ValueError at the call, not a dead daemon."""
+    done = subprocess.run(
+        [sys.executable, "-c", BAD_ARGUMENTS],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert json.loads(done.stdout) == [
+        "TypeError",
+        "ValueError",
+        "TypeError",
+        "ValueError",
+        "TypeError",
+        "TypeError",
+        [],
+    ]
+
+
+# Started twice, each time as the first process of a fresh PID namespace: the
+# daemon gets the same PID both times, as in a container restarted.
+CONTAINER = r"""
+import os, subprocess, sys
+pid_file, report, stop = sys.argv[1:4]
+done = subprocess.run([sys.executable, "-c", sys.argv[4], pid_file, report, stop, "exit"],
+                      capture_output=True, text=True)
+if done.returncode:
+    print("failed", done.stderr.strip())
+    sys.exit(0)
+pid = int(open(pid_file).read())
+open(stop, "w").close()
+os.waitpid(pid, 0)
+print("started", pid)
+"""
+
+
+@needs_namespace
+@pytest.mark.namespace
+def test_temporary_left_by_a_crash_does_not_block_a_start(tmp_path: Path) -> None:
+    """A `.d.pid.PID.tmp` left behind (a crash while writing) must not block the next start."""
+    paths = [str(tmp_path / n) for n in ("d.pid", "r.json", "stop")]
+    first = run_in_namespace(CONTAINER, *paths, DAEMON)
+    assert first.stdout.split()[0] == "started", first.stdout + first.stderr
+    pid = int(first.stdout.split()[1])
+    (tmp_path / "stop").unlink()
+    (tmp_path / f".d.pid.{pid}.tmp").write_text(f"{pid}\n")  # as if killed mid-write
+    second = run_in_namespace(CONTAINER, *paths, DAEMON)
+    assert second.stdout.split() == ["started", str(pid)], second.stdout + second.stderr
+
+
+# A file opened before daemonize(), with output still in its buffer: the daemon
+# then opens another file, which gets the lowest free descriptor number.
+LIVE_FILE = r"""
+import os, sys
+from undertaker import daemonize
+log_path, data_path, report = sys.argv[1:4]
+log = open(log_path, "w")
+log.write("before\n")  # buffered, not flushed
+pid = daemonize(exit_parent=False)
+if pid:
+    print(pid)
+    sys.exit(0)  # flushes what is left in our copy of the buffer
+data = open(data_path, "w")
+try:
+    log.write("late\n")
+    log.flush()
+    outcome = "written"
+except ValueError:
+    outcome = "closed"
+data.write("data\n")
+data.close()
+with open(report + ".tmp", "w") as out:
+    out.write(outcome)
+os.rename(report + ".tmp", report)
+"""
+
+
+def test_files_open_before_daemonize_are_closed_through_their_objects(tmp_path: Path) -> None:
+    """A live file object's descriptor is closed with the object: no write lands elsewhere."""
+    log, data, report = (tmp_path / n for n in ("log", "data", "report"))
+    done = subprocess.run(
+        [sys.executable, "-c", LIVE_FILE, str(log), str(data), str(report)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    fd = pidfd_open(int(done.stdout))  # exited or not, a zombie until we reap it
+    try:
+        assert wait_readable(fd, 10)
+        os.waitid(os.P_PIDFD, fd, os.WEXITED)  # adopted by the test session: ours to reap
+    finally:
+        os.close(fd)
+    assert report.read_text() == "closed"
+    assert data.read_text() == "data\n"
+    assert log.read_text() == "before\n"  # once: flushed before the fork, not in each process

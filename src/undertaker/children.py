@@ -6,6 +6,8 @@ never hit a later process that reused the PID, and a ``Child`` dropped
 without ``wait()`` is handed to a background reaper instead of lingering as a
 zombie. ``subprocess`` does the fork and exec (and reports exec errors);
 ``subprocess`` is imported on the first ``spawn``, not at ``import undertaker``.
+The pidfd is opened by the child itself before it execs and passed back over
+a socket, so no other code can reap the child before we hold it.
 """
 
 from __future__ import annotations
@@ -18,15 +20,14 @@ import threading
 import weakref
 from typing import IO, TYPE_CHECKING, Any, TypeGuard
 
-from undertaker._control_errors import StatusLost, TimeoutExpired
+from undertaker._control_errors import NotSupported, StatusLost, TimeoutExpired
 from undertaker._errors import NoSuchProcess
-from undertaker.pidfd import pidfd_open, send_signal, wait_readable
-from undertaker.prctl import PR_SET_PDEATHSIG, prctl_function
+from undertaker.pidfd import can_use_pidfd, send_signal, wait_readable
 from undertaker.wait import WaitStatus
 
 if TYPE_CHECKING:
     import subprocess
-    from collections.abc import Callable, Generator, Mapping, Sequence
+    from collections.abc import Generator, Mapping, Sequence
     from types import TracebackType
 
     from undertaker.reaper import Reaped, Reaper
@@ -91,11 +92,17 @@ def _hand_over_forgotten(janitor: Reaper) -> list[tuple[int, WaitStatus]]:
                 reaped.append((state.pid, status))  # reaped now, pidfd closed
             if state.done():
                 continue  # reaped now, or lost: other code reaped it
-            fd, state.pidfd = state.pidfd, -1
+            # From now on only the janitor reaps (two reapers would make one
+            # of them see ECHILD and report a false StatusLost). The Child
+            # keeps its own pidfd: a Child closed but still referenced can
+            # still be signalled, and waited for through on_exit.
+            fd = os.dup(state.pidfd)
+            state.handed = True
+            state.janitor = janitor
         try:
             janitor.manage(state.pid, pidfd=fd, on_exit=state.on_exit)
         except NoSuchProcess:
-            state.finish(None)  # other code reaped it in the meantime
+            state.on_exit(state.pid, None)  # other code reaped it in the meantime
     return reaped
 
 
@@ -111,7 +118,7 @@ def _start_janitor() -> None:
 def _forget(state: _State) -> None:
     """Finalizer of an unwaited Child: queue it for the janitor, taking no lock."""
     global _starting  # noqa: PLW0603
-    if state.pidfd < 0:
+    if state.pidfd < 0 or state.handed:
         return  # reaped already (the pidfd is closed then), or handed over
     _forgotten.append(state)
     janitor = _janitor
@@ -144,6 +151,9 @@ class _State:
         self.pidfd = pidfd
         self.status: WaitStatus | None = None
         self.lost = False
+        self.handed = False  # the janitor reaps it (close(), or the Child was dropped)
+        self.janitor: Reaper | None = None  # the one it was handed to
+        self.finished = threading.Event()  # set once status or lost is known
         self.lock = threading.Lock()
 
     def finish(self, status: WaitStatus | None) -> None:
@@ -152,12 +162,13 @@ class _State:
         self.lost = status is None
         returncode = None if status is None else status.returncode
         self.popen.returncode = 0 if returncode is None else returncode
+        self.finished.set()
 
     def try_reap(self) -> WaitStatus | None:
         """Reap if the child has exited, and close the pidfd then; never blocks."""
         with self.lock:
-            if self.done() or self.pidfd < 0:
-                return self.status  # done, or handed to the janitor by close()
+            if self.done() or self.pidfd < 0 or self.handed:
+                return self.status  # done, or the janitor reaps it
             return self.reap_locked()
 
     def reap_locked(self) -> WaitStatus | None:
@@ -188,8 +199,27 @@ class _State:
             return os.dup(self.pidfd)
 
     def on_exit(self, _pid: int, status: WaitStatus | None) -> None:
-        """The janitor reaped it: record the outcome."""
-        self.finish(status)
+        """The janitor reaped it: record the outcome, close our pidfd."""
+        with self.lock:
+            if self.status is not None:
+                return
+            self.finish(status)
+            if self.pidfd >= 0:
+                os.close(self.pidfd)
+                self.pidfd = -1
+
+    def await_janitor(self) -> None:
+        """After a hand-over, wait until the janitor reports the child, which has exited.
+
+        In slices, so a janitor stopped before it reaped (``Reaper.stop`` leaves
+        handed-over children) does not leave us waiting for ever: we reap then.
+        """
+        while not self.finished.wait(0.5):
+            if self.janitor is None or not self.janitor.running:
+                with self.lock:
+                    if not self.done() and self.pidfd >= 0:
+                        self.reap_locked()
+                return
 
     def done(self) -> bool:
         return self.status is not None or self.lost
@@ -255,7 +285,7 @@ class Child:
         ``SIG_IGN`` the kernel reaps the child itself and ``StatusLost`` is raised.
 
         Args:
-            timeout: seconds; None waits for ever.
+            timeout: seconds; None or ``math.inf`` waits for ever.
 
         Returns:
             The decoded exit status.
@@ -272,6 +302,8 @@ class Child:
             finally:
                 os.close(fd)
             self._state.try_reap()
+            if not self._state.done():
+                self._state.await_janitor()  # exited: the janitor reaps it at once
         return self._result()
 
     async def wait_async(self, timeout: float | None = None) -> WaitStatus:
@@ -306,6 +338,8 @@ class Child:
         finally:
             os.close(fd)
         self._state.try_reap()
+        if not self._state.done():
+            await loop.run_in_executor(None, self._state.await_janitor)
         return self._result()
 
     def __await__(self) -> Generator[Any, None, WaitStatus]:
@@ -348,7 +382,11 @@ class Child:
             return self.wait()
 
     def close(self) -> None:
-        """Close our pipe ends; an unreaped child goes to the background reaper."""
+        """Close our pipe ends; an unreaped child goes to the background reaper.
+
+        The ``Child`` stays usable: ``wait()`` returns the status the reaper
+        got, ``terminate()`` and ``send_signal()`` still reach the child.
+        """
         for stream in (self.stdin, self.stdout, self.stderr):
             if stream is not None:
                 stream.close()
@@ -375,22 +413,6 @@ class Child:
             self.close()
 
 
-def _death_signal_preexec(sig: int) -> Callable[[], None]:
-    """Build the function run between fork and exec: set the signal, then close the race."""
-    prctl = prctl_function()  # resolved here: the child must not load libraries
-    parent = os.getpid()
-    number = int(sig)
-
-    def preexec() -> None:
-        if prctl(PR_SET_PDEATHSIG, number, 0, 0, 0) != 0:
-            raise OSError("prctl(PR_SET_PDEATHSIG) failed")
-        if os.getppid() != parent:
-            # The parent died before prctl took effect: nobody will signal us.
-            os.kill(os.getpid(), number)
-
-    return preexec
-
-
 def spawn(
     argv: Sequence[StrPath],
     *,
@@ -405,13 +427,18 @@ def spawn(
 ) -> Child:
     """Start a program as a child that is always reaped.
 
+    The child opens its own pidfd before exec (see ``_child_pidfd``), so the
+    ``Child`` returned holds the process started, even if other code reaped
+    it at once (its ``wait()`` then raises ``StatusLost``) and its PID was
+    reused. That runs a tiny Python function in the child, which makes
+    ``subprocess`` use ``fork`` instead of ``vfork``.
+
     Args:
         argv: the program and its arguments; the program is looked up on PATH.
         parent_death_signal: a signal the kernel sends the child when we die
             (``prctl(PR_SET_PDEATHSIG)``), e.g. ``signal.SIGTERM``. Race: it
             fires when the *thread* that called ``spawn`` exits, so spawn from a
-            long-lived thread. Setting it makes ``subprocess`` use ``fork``
-            instead of ``vfork`` and run a tiny Python function in the child.
+            long-lived thread.
         new_session: start the child in a new session (``setsid``), so
             terminal signals sent to our process group do not reach it.
         cwd: working directory of the child.
@@ -428,17 +455,20 @@ def spawn(
     Raises:
         FileNotFoundError: the program does not exist (likewise ``PermissionError``).
         NotSupported: pidfds (Linux 5.3) or prctl are not available here.
+        OSError: the new child could not open its pidfd (``EMFILE``...).
+        ChildProcessError: the new child was killed before it could exec.
         ValueError: *parent_death_signal* is not a signal number.
     """
-    import subprocess  # noqa: PLC0415  (keeps ``import undertaker`` light)
+    # Imports subprocess and socket: kept out of ``import undertaker``.
+    from undertaker._child_pidfd import popen_with_pidfd  # noqa: PLC0415
 
-    preexec = None
-    if parent_death_signal is not None:
-        if int(parent_death_signal) not in signal.valid_signals():
-            raise ValueError(f"not a signal number: {parent_death_signal}")
-        preexec = _death_signal_preexec(parent_death_signal)
-    popen = subprocess.Popen(
+    if parent_death_signal is not None and int(parent_death_signal) not in signal.valid_signals():
+        raise ValueError(f"not a signal number: {parent_death_signal}")
+    if not can_use_pidfd():
+        raise NotSupported("pidfd_open", "needs Linux 5.3+ and no seccomp filter against it")
+    popen, pidfd = popen_with_pidfd(
         list(argv),
+        parent_death_signal,
         stdin=stdin,
         stdout=stdout,
         stderr=stderr,
@@ -446,12 +476,5 @@ def spawn(
         env=env,
         start_new_session=new_session,
         pass_fds=tuple(pass_fds),
-        preexec_fn=preexec,  # noqa: PLW1509  (it only calls prctl and getppid)
     )
-    try:
-        pidfd = pidfd_open(popen.pid)  # a child stays a zombie until we reap: no reuse race
-    except BaseException:
-        popen.kill()
-        popen.wait()
-        raise
     return Child(popen, pidfd)

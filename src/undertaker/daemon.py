@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
+import gc
+import io
 import os
+import signal
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from undertaker._control_errors import DaemonError
+from undertaker._errors import AccessDenied, NoSuchProcess
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -27,33 +32,70 @@ if TYPE_CHECKING:
     StrPath = str | os.PathLike[str]
 
 
+# Slack when comparing a process's start with the pid file's mtime: btime is in
+# whole seconds, start times in clock ticks, and some file systems round mtimes.
+_START_SLACK = 2.0
+
+
 def _running_pid(path: str) -> int | None:
-    """The PID in an existing pid file if that process still exists, else None."""
+    """The PID in an existing pid file if that process still runs, else None.
+
+    Dead means: no such process, a zombie (exited, not yet reaped by its
+    parent), or a process that started after the file was written, so it
+    cannot be the one that wrote it: its PID was reused (after a reboot, or in
+    a new container where PIDs start again from 1).
+    """
     try:
         with open(path, "rb") as existing:
+            written = os.fstat(existing.fileno()).st_mtime
             pid = int(existing.read().split()[0])
     except (FileNotFoundError, ValueError, IndexError):
         return None  # no file, or garbage: stale
+    if pid <= 0:
+        return None
+    return pid if _runs_since(pid, written) else None
+
+
+def _runs_since(pid: int, written: float) -> bool:
+    """Whether *pid* is alive, not a zombie, and started no later than *written*."""
+    from undertaker.proc._read import _read  # noqa: PLC0415  (only when a pid file exists)
+    from undertaker.proc._stat import StatParseError, parse_stat  # noqa: PLC0415
+    from undertaker.proc._system import boot_time, clock_ticks  # noqa: PLC0415
+
+    try:
+        stat = parse_stat(_read(f"/proc/{pid}/stat", pid))
+        started = boot_time() + stat.start_ticks / clock_ticks()
+    except NoSuchProcess:
+        return False
+    except (AccessDenied, StatParseError, OSError, ValueError):
+        return _exists(pid)  # no usable /proc: existence is all we can check
+    return stat.state not in "ZX" and started <= written + _START_SLACK
+
+
+def _exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return None
+        return False
     except PermissionError:
-        return pid  # exists, owned by someone else
-    return pid
+        return True  # exists, owned by someone else
+    return True
 
 
 def write_pid_file(path: StrPath, pid: int | None = None) -> None:
     """Write *pid* (default: ours) to *path* atomically, refusing if a live process owns it.
 
-    The content is written to a temporary file in the same directory, synced,
-    and then linked into place, so readers never see a partial file. A file
-    naming a process that no longer exists is stale and replaced.
+    The content is written to a temporary file in the same directory (a
+    random name, so a temporary left by a crash never blocks a later start),
+    synced, and then linked into place, so readers never see a partial file.
+    A file is stale, and replaced, when the process it names no longer runs:
+    it is gone, a zombie, or a newer process that reused the PID (it started
+    after the file was written).
 
     Race: two daemons that both find the same *stale* file can both replace
     it; the last rename wins. (A fresh file is created with ``link``, which
-    fails if another daemon got there first.) A PID in the file may also
-    have been reused by an unrelated process, which then looks alive.
+    fails if another daemon got there first.) A PID reused by a process that
+    started within 2 seconds after the file was written still looks alive.
 
     Args:
         path: the pid file.
@@ -66,8 +108,7 @@ def write_pid_file(path: StrPath, pid: int | None = None) -> None:
     target = os.fspath(path)
     pid = os.getpid() if pid is None else pid
     directory = os.path.dirname(os.path.abspath(target))
-    temporary = os.path.join(directory, f".{os.path.basename(target)}.{pid}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    temporary, fd = _create_temporary(directory, os.path.basename(target))
     try:
         os.write(fd, f"{pid}\n".encode())
         os.fsync(fd)
@@ -86,6 +127,23 @@ def write_pid_file(path: StrPath, pid: int | None = None) -> None:
             os.unlink(temporary)
 
 
+def _create_temporary(directory: str, name: str) -> tuple[str, int]:
+    """A new file ``.NAME.RANDOM.tmp`` in *directory*: its path and an fd open for writing.
+
+    Not named by PID: PIDs repeat (in containers, after reboots), and a
+    temporary left behind by a crash would then block every later start.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    for attempt in range(16):
+        temporary = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
+        try:
+            return temporary, os.open(temporary, flags, 0o644)
+        except FileExistsError:
+            if attempt == 15:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _remove_pid_file(path: str, pid: int) -> None:
     """At exit, remove the pid file if it still names us."""
     if os.getpid() == pid and _running_pid(path) == pid:
@@ -93,10 +151,59 @@ def _remove_pid_file(path: str, pid: int) -> None:
             os.unlink(path)
 
 
+def _die_of_sigterm(path: str, pid: int, _signum: int, _frame: Any) -> None:
+    """SIGTERM in a daemon that had the default action: remove the pid file, then die of it.
+
+    Dying of the signal again (not ``exit``) keeps what the default action
+    meant: the status says "killed by SIGTERM", and no Python cleanup runs.
+    """
+    _remove_pid_file(path, pid)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _redirect(fd: int, path: StrPath, flags: int) -> None:
     target = os.open(path, flags | os.O_CLOEXEC, 0o644)
+    if target == fd:  # *fd* was closed, and open() took its number
+        os.set_inheritable(fd, True)  # noqa: FBT003  (positional-only)
+        return
     os.dup2(target, fd)  # dup2 clears close-on-exec on the copy
     os.close(target)
+
+
+def _python_files() -> list[Any]:
+    """Every file and socket object, after flushing the files: fork copies unwritten buffers.
+
+    Found through the garbage collector, which tracks them all.
+    """
+    kinds: tuple[type, ...] = (io.IOBase,)
+    if "socket" in sys.modules:
+        kinds += (sys.modules["socket"].socket,)
+    found = [obj for obj in gc.get_objects() if isinstance(obj, kinds)]
+    # sys.stdout and sys.stderr may be any object with a flush(), or None.
+    streams = [s for s in (sys.stdout, sys.stderr) if not isinstance(s, io.IOBase)]
+    for obj in [*streams, *(f for f in found if isinstance(f, io.IOBase))]:
+        with contextlib.suppress(Exception):
+            obj.flush()  # written once, here, not once per process
+    return found
+
+
+def _close_python_files(files: list[Any], keep: set[int]) -> None:
+    """Close, through their objects, the files above 2 that the daemon does not keep.
+
+    Closed behind a live object, a descriptor number is soon reused by the
+    next ``open()``, and the old object's next write (or its flush at exit)
+    lands in that unrelated file. Closed through the object, a later use
+    raises ``ValueError: I/O operation on closed file`` instead.
+    """
+    for obj in files:
+        try:
+            fd = obj.fileno()
+        except (OSError, ValueError):
+            continue  # closed already (by its wrapper), or not backed by a descriptor
+        if fd > 2 and fd not in keep:
+            with contextlib.suppress(Exception):
+                obj.close()
 
 
 def _parent_side(first: int, report_r: int, exit_parent: bool) -> int:
@@ -150,13 +257,15 @@ def daemonize(
 
     Args:
         pid_file: written atomically by the daemon before we report success,
-            and removed at the daemon's exit if it still holds its PID.
+            and removed at the daemon's exit if it still holds its PID, also
+            when SIGTERM (left at its default action) kills the daemon.
         workdir: the daemon's working directory, so it pins no mount point.
         umask: the daemon's file mode creation mask.
         stdin: what the daemon's standard input reads (default /dev/null).
         stdout: where standard output goes, appended (default /dev/null).
         stderr: where standard error goes, appended (default /dev/null).
-        keep_fds: descriptors above 2 to keep open; all others are closed.
+        keep_fds: descriptors above 2 to keep open; all others are closed,
+            those of live Python file and socket objects through the object.
         exit_parent: exit the original process when the daemon is ready.
 
     Returns:
@@ -166,14 +275,17 @@ def daemonize(
     Raises:
         DaemonError: the daemon could not start (pid file held by a running
             process, bad directory); raised in the original process.
+        TypeError: an argument has the wrong type (checked before forking).
+        ValueError: *umask* or a descriptor in *keep_fds* is out of range.
     """
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()  # or buffered output would be written twice
+    # Checked here: a bad argument found in the daemon could only say "died".
+    keep = _check_arguments(umask, keep_fds, exit_parent)
+    workdir = os.fspath(workdir)
     # Relative paths mean the caller's directory, not *workdir*: resolve them
     # before the daemon changes directory.
     pid_path = None if pid_file is None else os.path.abspath(os.fspath(pid_file))
     stdin, stdout, stderr = (os.path.abspath(os.fspath(p)) for p in (stdin, stdout, stderr))
-    keep = {int(fd) for fd in keep_fds}
+    files = _python_files()  # flushed (sys.stdout too), or output would be written twice
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     first = os.fork()
     if first > 0:
@@ -194,15 +306,39 @@ def daemonize(
         _redirect(0, stdin, os.O_RDONLY)
         _redirect(1, stdout, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         _redirect(2, stderr, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        _close_python_files(files, keep)
+        del files
         _close_other_fds(keep | {report_w})
         if pid_path is not None:
             write_pid_file(pid_path)
             atexit.register(_remove_pid_file, pid_path, os.getpid())
-    except (OSError, DaemonError) as err:
-        _fail(report_w, str(err))
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                # The default action runs no atexit: remove the file on the way out.
+                handler = functools.partial(_die_of_sigterm, pid_path, os.getpid())
+                signal.signal(signal.SIGTERM, handler)
+    except Exception as err:  # noqa: BLE001  (whatever it is, the caller must hear of it)
+        _fail(report_w, str(err) or type(err).__name__)
     os.write(report_w, f"ok {os.getpid()}".encode())
     os.close(report_w)
     return 0
+
+
+def _check_arguments(umask: object, keep_fds: Iterable[object], exit_parent: object) -> set[int]:
+    """Refuse bad arguments in the caller, before any fork; return the fds to keep."""
+    if not isinstance(umask, int) or isinstance(umask, bool):
+        raise TypeError(f"umask must be an int such as 0o022, not {type(umask).__name__}")
+    if not 0 <= umask <= 0o777:
+        raise ValueError(f"umask must be within 0o000..0o777, not {umask:#o}")
+    if not isinstance(exit_parent, bool):
+        raise TypeError(f"exit_parent must be a bool, not {type(exit_parent).__name__}")
+    keep = set()
+    for fd in keep_fds:
+        if not isinstance(fd, int) or isinstance(fd, bool):
+            raise TypeError(f"keep_fds must hold ints, not {type(fd).__name__}")
+        if fd < 0:
+            raise ValueError(f"keep_fds must hold descriptors (0 or more), not {fd}")
+        keep.add(fd)
+    return keep
 
 
 def _close_other_fds(keep: set[int]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import math
 import os
 import select
 import signal
@@ -18,6 +19,8 @@ import time
 from undertaker._control_errors import NotSupported, TimeoutExpired
 from undertaker._errors import AccessDenied, NoSuchProcess
 from undertaker.wait import WaitStatus, zombie_status
+
+_POLL_MAX_MS = 2**31 - 1  # poll() takes its timeout as a C int of milliseconds
 
 
 @functools.cache
@@ -97,17 +100,25 @@ def wait_readable(pidfd: int, timeout: float | None) -> bool:
     """Block until the process behind *pidfd* exits; False if *timeout* passes first.
 
     Readable means exited (a zombie or reaped), not reaped: the exit status is
-    still there for its parent.
+    still there for its parent. *timeout* is in seconds: None or infinity
+    waits for ever, and any finite length works (``poll`` is called in slices
+    it accepts).
+
+    Raises:
+        ValueError: *timeout* is NaN.
     """
+    if timeout is not None and math.isnan(timeout):
+        raise ValueError("timeout must be a number of seconds, not NaN")
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
-    if timeout is None:
+    if timeout is None or timeout == math.inf:
         return bool(poller.poll())
     deadline = time.monotonic() + timeout
     while True:
         left = max(deadline - time.monotonic(), 0.0)
-        # poll() takes whole milliseconds: round up so we never return early.
-        if poller.poll(int(left * 1000) + (left * 1000 % 1 > 0)):
+        # poll() takes whole milliseconds in a C int: round up so we never
+        # return early, and cap a slice at the largest int (24.8 days).
+        if poller.poll(min(math.ceil(left * 1000), _POLL_MAX_MS)):
             return True
         if time.monotonic() >= deadline:
             return False
