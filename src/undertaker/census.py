@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, NamedTuple
 
-from undertaker._errors import AccessDenied, NoSuchProcess
+from undertaker._errors import AccessDenied, NoSuchProcess, ProcUnavailable
 from undertaker.proc import (
     ExitClock,
     Process,
@@ -19,7 +19,7 @@ from undertaker.proc import (
     read_cmdline,
     read_nspid,
 )
-from undertaker.wait import WaitStatus
+from undertaker.wait import WaitStatus, has_cap_sys_ptrace, zombie_status
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
@@ -113,10 +113,22 @@ def take_census(
     root = snapshot.root
     zombies = []
     clock = ExitClock(root) if ages else None
+    privileged: bool | None = None
     for proc in snapshot.zombies:
         if keep is not None and not keep(proc):
             continue
         status = WaitStatus(proc.exit_code & 0xFFFF) if proc.exit_code is not None else None
+        if status == 0:
+            # 0 is also what the kernel writes when it hides the code (the scan
+            # only compares uids): ask again, unless nothing is hidden from us.
+            privileged = has_cap_sys_ptrace() if privileged is None else privileged
+            if not privileged:
+                try:
+                    status = zombie_status(proc.pid, root)
+                except (AccessDenied, ProcUnavailable):
+                    status = None
+                except NoSuchProcess:
+                    continue  # reaped since the scan
         nspid = _nspid(proc.pid, root)
         # Reads after the scan must still be about the same process: a zombie
         # reaped since then may have had its PID reused. The stat read that
