@@ -46,6 +46,16 @@ class ParentGroup(NamedTuple):
     process: Process | None  # None when the parent is outside our view (ppid 0)
     cmdline: list[str] | None  # None for kernel threads, zombies, or when hidden
     zombies: list[Zombie]
+    nspid: tuple[int, ...] | None = None  # the parent's PID in each namespace, if read
+
+    @property
+    def is_namespace_init(self) -> bool:
+        """Whether the parent is PID 1 of its PID namespace (a container's init).
+
+        Nothing adopts the zombies of a namespace's PID 1 when it does not
+        reap: "exit so that init adopts them" is no advice for it.
+        """
+        return self.nspid is not None and self.nspid[-1] == 1
 
     @property
     def oldest(self) -> Zombie:
@@ -149,15 +159,17 @@ def take_census(
     parents = []
     for ppid, group in by_parent.items():
         parent = snapshot.processes.get(ppid)
-        cmdline = None
+        cmdline: list[str] | None = None
+        parent_nspid: tuple[int, ...] | None = None
         if parent is not None:
             try:
+                parent_nspid = read_nspid(ppid, root)
                 cmdline = read_cmdline(ppid, root)
             except (NoSuchProcess, AccessDenied):
-                cmdline = None  # parent exited since the scan, or hidepid
-            if cmdline is not None and not is_same_process(ppid, parent.start_ticks, root):
-                cmdline = None  # another process now holds the PID: not our parent's
-        parents.append(ParentGroup(ppid, parent, cmdline, group))
+                pass  # parent exited since the scan, or hidepid
+            if parent_nspid is not None and not is_same_process(ppid, parent.start_ticks, root):
+                cmdline = parent_nspid = None  # another process holds the PID: not our parent's
+        parents.append(ParentGroup(ppid, parent, cmdline, group, parent_nspid))
     parents.sort(key=lambda g: (-len(g.zombies), g.pid))
     leaders = [p for p in snapshot.zombie_leaders if keep is None or keep(p)]
     return Census(snapshot, zombies, parents, leaders)

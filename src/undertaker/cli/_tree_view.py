@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from undertaker.census import zombie_ancestry
-from undertaker.cli._style import Style, printable
+from undertaker.cli._style import Style, plural, printable
 from undertaker.wait import WaitStatus
 
 if TYPE_CHECKING:
@@ -15,23 +15,56 @@ _UNICODE = ("├─ ", "└─ ", "│  ", "   ")
 _ASCII = ("|- ", "`- ", "|  ", "   ")
 
 
-def _label(proc: Process, snapshot: Snapshot, style: Style, marked: set[int]) -> str:
-    text = f"{proc.pid} {printable(proc.comm)}"
+def _suffix(proc: Process) -> str:
+    """What follows the name: ``<defunct> exited 7``, ``<zombie leader, ...>``, or nothing."""
     if proc.is_zombie:
         status = f" {WaitStatus(proc.exit_code & 0xFFFF)}" if proc.exit_code is not None else ""
-        return style.zombie(f"{text} <defunct>{status}")
+        return f" <defunct>{status}"
     if proc.is_zombie_leader:
-        return style.leader(f"{text} <zombie leader, {proc.threads - 1} live threads>")
+        live = proc.threads - 1  # num_threads counts the exited main thread
+        return f" <zombie leader, {live} live {plural(live, 'thread')}>"
+    return ""
+
+
+def _label(procs: list[Process], snapshot: Snapshot, style: Style, marked: set[int]) -> str:
+    proc = procs[0]
+    if len(procs) > 1:  # identical leaf siblings, like pstree: 200*[worker]
+        pids = sorted(p.pid for p in procs)
+        text = f"{len(procs)}*[{printable(proc.comm)}]{_suffix(proc)} (pids {pids[0]}-{pids[-1]})"
+    else:
+        text = f"{proc.pid} {printable(proc.comm)}{_suffix(proc)}"
+    if proc.is_zombie:
+        return style.zombie(text)
+    if proc.is_zombie_leader:
+        return style.leader(text)
     if proc.pid in marked:
         dead = sum(1 for kid in snapshot.children(proc.pid) if kid.is_zombie)
         if dead:
-            return style.blame(f"{text} [{dead} zombie{'s' if dead > 1 else ''}]")
+            return style.blame(f"{text} [{dead} {plural(dead, 'zombie')}]")
         return style.blame(text)
     return text
 
 
+def _collapse(kids: list[Process], snapshot: Snapshot, expand: bool) -> list[list[Process]]:
+    """Group childless siblings that print alike (name, state, status); in order of first PID."""
+    if expand:
+        return [[k] for k in kids]
+    groups: dict[object, list[Process]] = {}
+    for kid in kids:
+        alike: object = kid.pid  # a process with children stays on its own
+        if not snapshot.children(kid.pid):
+            alike = (kid.comm, _suffix(kid), kid.is_zombie or kid.is_zombie_leader)
+        groups.setdefault(alike, []).append(kid)
+    return list(groups.values())
+
+
 def render_tree(
-    snapshot: Snapshot, style: Style, *, zombies_only: bool = False, ascii_only: bool = False
+    snapshot: Snapshot,
+    style: Style,
+    *,
+    zombies_only: bool = False,
+    ascii_only: bool = False,
+    expand: bool = False,
 ) -> str:
     """Draw every process under its parent, like pstree.
 
@@ -40,6 +73,8 @@ def render_tree(
         style: colours (plain when off).
         zombies_only: keep only the branches that lead to a zombie or zombie leader.
         ascii_only: draw with ASCII instead of box-drawing characters.
+        expand: one line per process; otherwise childless siblings that print
+            alike share a line (``200*[worker]``).
     """
     tee, elbow, pipe, gap = _ASCII if ascii_only else _UNICODE
     marked = zombie_ancestry(snapshot)
@@ -51,22 +86,26 @@ def render_tree(
         if zombies_only and root.pid not in marked:
             continue
         # Iterative depth-first walk: a 10,000-deep chain must not hit the recursion limit.
-        stack: list[tuple[Process, str, str]] = [(root, "", "")]
+        stack: list[tuple[list[Process], str, str]] = [([root], "", "")]
         while stack:
-            proc, head, tail = stack.pop()
+            group, head, tail = stack.pop()
+            proc = group[0]
             if proc.pid in seen:
                 continue
-            seen.add(proc.pid)
-            lines.append(head + _label(proc, snapshot, style, marked))
+            seen.update(p.pid for p in group)
+            lines.append(head + _label(group, snapshot, style, marked))
             kids = [
                 k
                 for k in snapshot.children(proc.pid)
                 if k.pid != proc.pid and (not zombies_only or k.pid in marked)
             ]
-            for i in range(len(kids) - 1, -1, -1):
-                last = i == len(kids) - 1
+            if len(group) > 1:
+                continue  # only childless processes are grouped
+            grouped = _collapse(kids, snapshot, expand)
+            for i in range(len(grouped) - 1, -1, -1):
+                last = i == len(grouped) - 1
                 branch, rest = (elbow, gap) if last else (tee, pipe)
-                stack.append((kids[i], tail + branch, tail + rest))
+                stack.append((grouped[i], tail + branch, tail + rest))
     if not lines:
         return "no zombies" if zombies_only else "no processes"
     return "\n".join(lines)
