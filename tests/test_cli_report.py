@@ -48,7 +48,6 @@ def test_hidepid_view_is_incomplete_not_green() -> None:
             timeout=60,
             check=False,
         )
-        tasks = int(_read("/proc/loadavg").split()[3].partition("/")[2])
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     rc, text, err = out["ps"]
@@ -65,8 +64,7 @@ def test_hidepid_view_is_incomplete_not_green() -> None:
     limit = doc["pids"]["limit"]
     assert (limit["name"], limit["used_from"]) == ("pid_max", "loadavg")
     # The kernel's count covers the hidden processes: far more than nobody's own.
-    assert limit["used"] > doc["pids"]["used"]
-    assert abs(limit["used"] - tasks) < max(50, tasks // 2)
+    assert limit["used"] == doc["pids"]["tasks"] > doc["pids"]["used"]
     rc, text, _ = out["tree"]
     assert rc == 3
     assert text.splitlines()[0] == "no zombies seen: the view is incomplete"

@@ -65,6 +65,7 @@ def render_tree(
     zombies_only: bool = False,
     ascii_only: bool = False,
     expand: bool = False,
+    incomplete: bool = False,
 ) -> str:
     """Draw every process under its parent, like pstree.
 
@@ -75,6 +76,7 @@ def render_tree(
         ascii_only: draw with ASCII instead of box-drawing characters.
         expand: one line per process; otherwise childless siblings that print
             alike share a line (``200*[worker]``).
+        incomplete: the scan missed processes, so an empty result is no "no zombies".
     """
     tee, elbow, pipe, gap = _ASCII if ascii_only else _UNICODE
     marked = zombie_ancestry(snapshot)
@@ -106,6 +108,8 @@ def render_tree(
                 last = i == len(grouped) - 1
                 branch, rest = (elbow, gap) if last else (tee, pipe)
                 stack.append((grouped[i], tail + branch, tail + rest))
+    if not lines and zombies_only:
+        return "no zombies seen: the view is incomplete" if incomplete else "no zombies"
     if not lines:
-        return "no zombies" if zombies_only else "no processes"
+        return "no processes"
     return "\n".join(lines)

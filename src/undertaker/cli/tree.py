@@ -48,10 +48,13 @@ def run(args: argparse.Namespace) -> int:
     style = Style(use_color(args.color))
     ascii_only = args.ascii or "utf" not in encoding
     drawing = render_tree(
-        snapshot, style, zombies_only=args.zombies, ascii_only=ascii_only, expand=args.all
+        snapshot,
+        style,
+        zombies_only=args.zombies,
+        ascii_only=ascii_only,
+        expand=args.all,
+        incomplete=coverage.incomplete,
     )
-    if drawing == "no zombies" and coverage.incomplete:
-        drawing = "no zombies seen: the view is incomplete"
     print(drawing)
     for note in coverage.notes():
         print(style.dim("note: " + note))
