@@ -198,6 +198,8 @@ _READER = """
 import sys
 from undertaker import AccessDenied, wait_for_exit, zombie_status
 from undertaker.census import selector, take_census
+from undertaker.cli._style import Style
+from undertaker.cli._tree_view import render_tree
 from undertaker.proc import scan
 pid = int(sys.argv[1])
 for call in (zombie_status, wait_for_exit):
@@ -205,8 +207,11 @@ for call in (zombie_status, wait_for_exit):
         print(call.__name__, call(pid))
     except AccessDenied:
         print(call.__name__, "denied")
-(zombie,) = take_census(scan(), selector(pids={pid})).zombies
+snapshot = scan()
+(zombie,) = take_census(snapshot, selector(pids={pid})).zombies
 print("ps", zombie.status)
+drawing = render_tree(snapshot, Style(False), zombies_only=True).splitlines()
+print("tree", next(line for line in drawing if f" {pid} " in line).partition("<defunct>")[2])
 """
 
 
@@ -266,8 +271,8 @@ def test_hidden_zombie_status_is_refused_not_exited_0(rgid: int, dumpable: bool)
     kernels, when its ids all match but it stopped being dumpable.
     """
     lib, done = _read_as_other_ids(rgid, egid=200, dumpable=dumpable)
-    zombie, waited, ps = lib
-    assert (zombie, ps) == ("zombie_status denied", "ps None")
+    zombie, waited, ps, tree = lib
+    assert (zombie, ps, tree) == ("zombie_status denied", "ps None", "tree ")
     # wait_for_exit goes through zombie_status: refused, or None ("hidden from us").
     assert waited in ("wait_for_exit denied", "wait_for_exit None")
     assert done.returncode == 2
@@ -284,6 +289,7 @@ def test_zombie_status_readable_when_the_kernel_allows() -> None:
         "zombie_status exited 7",
         "wait_for_exit exited 7",
         "ps exited 7",
+        "tree  exited 7",
     ]
     assert done.returncode == 0
     assert done.stdout.split(": ", 1)[1] == "exited 7; shell exit code 7\n"

@@ -84,6 +84,28 @@ def _nspid(pid: int, root: str) -> tuple[int, ...]:
         return (pid,)  # reaped since the scan, or hidden: no nesting we can see
 
 
+def kept_status(proc: Process, root: str, privileged: bool) -> WaitStatus | None:
+    """The exit status zombie *proc* keeps, or None when the kernel hides it.
+
+    The scan only compares uids, so a 0 may be the kernel's stand-in for a
+    hidden code (a setgid program, a process that changed ids): without
+    CAP_SYS_PTRACE (*privileged*) a 0 is checked again by
+    :func:`~undertaker.wait.zombie_status`.
+
+    Raises:
+        NoSuchProcess: the zombie was reaped since the scan.
+    """
+    if proc.exit_code is None:
+        return None
+    status = WaitStatus(proc.exit_code & 0xFFFF)
+    if status != 0 or privileged:
+        return status  # a hidden code is always written as 0
+    try:
+        return zombie_status(proc.pid, root)
+    except (AccessDenied, ProcUnavailable):
+        return None
+
+
 def selector(
     pids: Collection[int] = (),
     ppids: Collection[int] = (),
@@ -123,22 +145,14 @@ def take_census(
     root = snapshot.root
     zombies = []
     clock = ExitClock(root) if ages else None
-    privileged: bool | None = None
+    privileged = has_cap_sys_ptrace() if snapshot.zombies else True
     for proc in snapshot.zombies:
         if keep is not None and not keep(proc):
             continue
-        status = WaitStatus(proc.exit_code & 0xFFFF) if proc.exit_code is not None else None
-        if status == 0:
-            # 0 is also what the kernel writes when it hides the code (the scan
-            # only compares uids): ask again, unless nothing is hidden from us.
-            privileged = has_cap_sys_ptrace() if privileged is None else privileged
-            if not privileged:
-                try:
-                    status = zombie_status(proc.pid, root)
-                except (AccessDenied, ProcUnavailable):
-                    status = None
-                except NoSuchProcess:
-                    continue  # reaped since the scan
+        try:
+            status = kept_status(proc, root, privileged)
+        except NoSuchProcess:
+            continue  # reaped since the scan
         nspid = _nspid(proc.pid, root)
         # Reads after the scan must still be about the same process: a zombie
         # reaped since then may have had its PID reused. The stat read that

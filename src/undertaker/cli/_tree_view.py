@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from undertaker.census import zombie_ancestry
+from undertaker._errors import NoSuchProcess
+from undertaker.census import kept_status, zombie_ancestry
 from undertaker.cli._style import Style, plural, printable
-from undertaker.wait import WaitStatus
+from undertaker.wait import has_cap_sys_ptrace
 
 if TYPE_CHECKING:
     from undertaker.proc import Process, Snapshot
@@ -15,47 +16,68 @@ _UNICODE = ("├─ ", "└─ ", "│  ", "   ")
 _ASCII = ("|- ", "`- ", "|  ", "   ")
 
 
-def _suffix(proc: Process) -> str:
-    """What follows the name: ``<defunct> exited 7``, ``<zombie leader, ...>``, or nothing."""
-    if proc.is_zombie:
-        status = f" {WaitStatus(proc.exit_code & 0xFFFF)}" if proc.exit_code is not None else ""
-        return f" <defunct>{status}"
-    if proc.is_zombie_leader:
-        live = proc.threads - 1  # num_threads counts the exited main thread
-        return f" <zombie leader, {live} live {plural(live, 'thread')}>"
-    return ""
+def _statuses(snapshot: Snapshot) -> dict[int, str]:
+    """Each zombie's exit status as text; empty when the kernel hides it."""
+    privileged = has_cap_sys_ptrace() if snapshot.zombies else True
+    found = {}
+    for proc in snapshot.zombies:
+        try:
+            status = kept_status(proc, snapshot.root, privileged)
+        except NoSuchProcess:
+            status = None  # reaped since the scan: what the scan saw stays drawn
+        found[proc.pid] = f" {status}" if status is not None else ""
+    return found
 
 
-def _label(procs: list[Process], snapshot: Snapshot, style: Style, marked: set[int]) -> str:
-    proc = procs[0]
-    if len(procs) > 1:  # identical leaf siblings, like pstree: 200*[worker]
-        pids = sorted(p.pid for p in procs)
-        text = f"{len(procs)}*[{printable(proc.comm)}]{_suffix(proc)} (pids {pids[0]}-{pids[-1]})"
-    else:
-        text = f"{proc.pid} {printable(proc.comm)}{_suffix(proc)}"
-    if proc.is_zombie:
-        return style.zombie(text)
-    if proc.is_zombie_leader:
-        return style.leader(text)
-    if proc.pid in marked:
-        dead = sum(1 for kid in snapshot.children(proc.pid) if kid.is_zombie)
-        if dead:
-            return style.blame(f"{text} [{dead} {plural(dead, 'zombie')}]")
-        return style.blame(text)
-    return text
+class _Labels:
+    """How each process prints: name, state marks, colours, and alike siblings."""
 
+    def __init__(self, snapshot: Snapshot, style: Style) -> None:
+        self.snapshot = snapshot
+        self.style = style
+        self.marked = zombie_ancestry(snapshot)
+        self.statuses = _statuses(snapshot)
 
-def _collapse(kids: list[Process], snapshot: Snapshot, expand: bool) -> list[list[Process]]:
-    """Group childless siblings that print alike (name, state, status); in order of first PID."""
-    if expand:
-        return [[k] for k in kids]
-    groups: dict[object, list[Process]] = {}
-    for kid in kids:
-        alike: object = kid.pid  # a process with children stays on its own
-        if not snapshot.children(kid.pid):
-            alike = (kid.comm, _suffix(kid), kid.is_zombie or kid.is_zombie_leader)
-        groups.setdefault(alike, []).append(kid)
-    return list(groups.values())
+    def suffix(self, proc: Process) -> str:
+        """What follows the name: ``<defunct> exited 7``, ``<zombie leader, ...>``, or nothing."""
+        if proc.is_zombie:
+            return f" <defunct>{self.statuses.get(proc.pid, '')}"
+        if proc.is_zombie_leader:
+            live = proc.threads - 1  # num_threads counts the exited main thread
+            return f" <zombie leader, {live} live {plural(live, 'thread')}>"
+        return ""
+
+    def label(self, procs: list[Process]) -> str:
+        """One line's text for a process, or for alike siblings (``200*[worker]``)."""
+        proc, style = procs[0], self.style
+        if len(procs) > 1:
+            pids = sorted(p.pid for p in procs)
+            name = f"{len(procs)}*[{printable(proc.comm)}]"
+            text = f"{name}{self.suffix(proc)} (pids {pids[0]}-{pids[-1]})"
+        else:
+            text = f"{proc.pid} {printable(proc.comm)}{self.suffix(proc)}"
+        if proc.is_zombie:
+            return style.zombie(text)
+        if proc.is_zombie_leader:
+            return style.leader(text)
+        if proc.pid in self.marked:
+            dead = sum(1 for kid in self.snapshot.children(proc.pid) if kid.is_zombie)
+            if dead:
+                return style.blame(f"{text} [{dead} {plural(dead, 'zombie')}]")
+            return style.blame(text)
+        return text
+
+    def collapse(self, kids: list[Process], expand: bool) -> list[list[Process]]:
+        """Group childless siblings that print alike; in order of first PID."""
+        if expand:
+            return [[k] for k in kids]
+        groups: dict[object, list[Process]] = {}
+        for kid in kids:
+            alike: object = kid.pid  # a process with children stays on its own
+            if not self.snapshot.children(kid.pid):
+                alike = (kid.comm, self.suffix(kid), kid.is_zombie or kid.is_zombie_leader)
+            groups.setdefault(alike, []).append(kid)
+        return list(groups.values())
 
 
 def render_tree(
@@ -79,7 +101,8 @@ def render_tree(
         incomplete: the scan missed processes, so an empty result is no "no zombies".
     """
     tee, elbow, pipe, gap = _ASCII if ascii_only else _UNICODE
-    marked = zombie_ancestry(snapshot)
+    labels = _Labels(snapshot, style)
+    marked = labels.marked
     procs = snapshot.processes
     roots = [p for p in sorted(procs.values()) if p.ppid not in procs or p.ppid == p.pid]
     lines: list[str] = []
@@ -95,7 +118,7 @@ def render_tree(
             if proc.pid in seen:
                 continue
             seen.update(p.pid for p in group)
-            lines.append(head + _label(group, snapshot, style, marked))
+            lines.append(head + labels.label(group))
             kids = [
                 k
                 for k in snapshot.children(proc.pid)
@@ -103,7 +126,7 @@ def render_tree(
             ]
             if len(group) > 1:
                 continue  # only childless processes are grouped
-            grouped = _collapse(kids, snapshot, expand)
+            grouped = labels.collapse(kids, expand)
             for i in range(len(grouped) - 1, -1, -1):
                 last = i == len(grouped) - 1
                 branch, rest = (elbow, gap) if last else (tee, pipe)
