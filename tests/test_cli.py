@@ -48,6 +48,12 @@ def test_every_subcommand_has_help(command: str) -> None:
         (["status", "--zombie", "1", "--proc", "/etc"], "cannot read /etc: not a procfs"),
         (["tree", "--proc", "/nonexistent"], "cannot read /nonexistent"),
         (["ps", "--bogus"], "unrecognized arguments: --bogus"),
+        (["ps", "--pid", "1,2,"], "not a PID: ''"),
+        (["ps", "--pid", "1,,2"], "not a PID: ''"),
+        (["ps", "--pid", "\u0661"], "not a PID: '\u0661' (ASCII digits only)"),
+        (["ps", "--ppid", "\u0661"], "(ASCII digits only)"),
+        (["ps", "--user", "\u0661"], "no such user"),
+        (["status", "--zombie", "\u0663"], "(ASCII digits only)"),
         (["nosuchcommand"], "invalid choice"),
     ],
 )
@@ -59,6 +65,71 @@ def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
     assert len(done.stderr.strip().splitlines()) == 1
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "prog"),
+    [
+        (["ps", "--bogus"], "undertaker ps"),
+        (["tree", "-x"], "undertaker tree"),
+        (["status", "--nope", "1"], "undertaker status"),
+        (["--bogus"], "undertaker"),
+    ],
+)
+def test_unknown_flag_points_to_its_own_help(args: list[str], prog: str) -> None:
+    """A subcommand's unknown flag sends the reader to that subcommand's --help."""
+    done = cli(*args)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"{prog}: error: unrecognized arguments: ")
+    assert done.stderr.endswith(f"(see {prog} --help)\n")
+
+
+def test_pid_list_with_a_missing_pid_reports_the_rest() -> None:
+    """--pid 1,999999: PID 1 is reported, the missing one named on stderr; all missing: exit 2."""
+    done = cli("ps", "--pid", "1,999999", "--color", "never")
+    assert done.returncode == 0, done.stderr
+    assert "pid 1 is not a zombie" in done.stdout
+    assert done.stderr == "undertaker ps: warning: no such process: 999999\n"
+    alone = cli("ps", "--pid", "999999,999998")
+    assert (alone.returncode, alone.stdout) == (2, "")
+    assert alone.stderr == "undertaker: error: no such process (pid=999998)\n"
+
+
+@pytest.mark.parametrize("command", [["ps"], ["ps", "--json"], ["tree"], ["status", "0x8b"]])
+def test_unwritable_stdout_is_one_line_exit_2(command: list[str]) -> None:
+    """> /dev/full: one line naming the failure and exit 2, not a traceback and exit 1."""
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "undertaker", *command],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 2
+    assert done.stderr == (
+        "undertaker: error: cannot write to standard output: No space left on device\n"
+    )
+
+
+@pytest.mark.parametrize("command", [["ps", "--all"], ["tree"]])
+def test_closed_pipe_exits_quietly(command: list[str]) -> None:
+    """| head -1 with the reader gone: nothing on stderr, 141 as if killed by SIGPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "undertaker", *command],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
 
 
 def test_filters_select_our_zombies() -> None:
@@ -177,7 +248,7 @@ def test_scan_survives_churn() -> None:
 
 @needs_namespace
 def test_unreadable_entries_are_counted_not_fatal() -> None:
-    """Under hidepid, other users' processes are counted unreadable and noted."""
+    """Under hidepid, other users' processes are counted unreadable and noted (exit 3)."""
     code = (
         "import subprocess, sys\n"
         "subprocess.run(['mount', '-o', 'remount,hidepid=1', '/proc'], check=True)\n"
@@ -190,7 +261,8 @@ def test_unreadable_entries_are_counted_not_fatal() -> None:
     assert done.returncode == 0, done.stderr
     rc, _, body = done.stdout.partition("\n")
     doc = json.loads(body)
-    assert rc == "0"
+    assert rc == "3"
+    assert doc["incomplete"] is True
     assert doc["unreadable"] >= 1  # PID 1 (root) and friends
     assert doc["hidepid"] in ("1", "noaccess")
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from undertaker.proc import StatParseError, StatusParseError, parse_stat, parse_status
+from undertaker.wait import exit_code_visible
 
 FIXTURES = Path(__file__).parent / "fixtures" / "proc"
 
@@ -123,3 +125,35 @@ def test_read_nspid_matches_full_parse() -> None:
 
     for pid in ("2", "10346", "10347", "10348", "10349"):
         assert read_nspid(int(pid), str(FIXTURES)) == parse_status(_read(pid, "status")).nspid
+
+
+def _with_fields(data: bytes, **fields: bytes) -> bytes:
+    """The stat line with tail fields replaced: keys are ``f<man page number>``."""
+    head, _, tail = data.rpartition(b") ")
+    parts = tail.split(b" ")
+    for key, value in fields.items():
+        parts[int(key[1:]) - 3] = value
+    return head + b") " + b" ".join(parts)
+
+
+@pytest.mark.skipif(
+    tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2]) < (5, 16),
+    reason="wchan answers for a dead task since Linux 5.16",
+)
+@pytest.mark.parametrize(
+    ("comm", "code", "wchan", "visible"),
+    [
+        (b"zparent", b"1792", b"1", True),  # as captured by root
+        (b"zparent", b"0", b"1", True),  # a real "exited 0", read by a permitted reader
+        (b"zparent", b"0", b"0", False),  # what a reader the kernel refuses gets
+        (b"zparent", b"1792", b"0", True),  # a hidden code is never written non-zero
+        (b"a) Z 1 (b 0 1", b"0", b"0", False),  # a name cannot fake the fields
+    ],
+)
+def test_exit_code_visible_reads_the_kernels_answer(
+    comm: bytes, code: bytes, wchan: bytes, visible: bool
+) -> None:
+    """A kept exit code of 0 counts only when wchan (field 35) says we may read it."""
+    data = _with_fields(_read("10347", "stat").rstrip(b"\n"), f35=wchan, f52=code)
+    data = data.replace(b"(zparent)", b"(" + comm + b")")
+    assert exit_code_visible(data, 10347, str(FIXTURES)) is visible

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, NamedTuple
 
-from undertaker._errors import AccessDenied, NoSuchProcess
+from undertaker._errors import AccessDenied, NoSuchProcess, ProcUnavailable
 from undertaker.proc import (
     ExitClock,
     Process,
@@ -19,7 +19,7 @@ from undertaker.proc import (
     read_cmdline,
     read_nspid,
 )
-from undertaker.wait import WaitStatus
+from undertaker.wait import WaitStatus, has_cap_sys_ptrace, zombie_status
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection
@@ -46,6 +46,16 @@ class ParentGroup(NamedTuple):
     process: Process | None  # None when the parent is outside our view (ppid 0)
     cmdline: list[str] | None  # None for kernel threads, zombies, or when hidden
     zombies: list[Zombie]
+    nspid: tuple[int, ...] | None = None  # the parent's PID in each namespace, if read
+
+    @property
+    def is_namespace_init(self) -> bool:
+        """Whether the parent is PID 1 of its PID namespace (a container's init).
+
+        Nothing adopts the zombies of a namespace's PID 1 when it does not
+        reap: "exit so that init adopts them" is no advice for it.
+        """
+        return self.nspid is not None and self.nspid[-1] == 1
 
     @property
     def oldest(self) -> Zombie:
@@ -72,6 +82,28 @@ def _nspid(pid: int, root: str) -> tuple[int, ...]:
         return read_nspid(pid, root) or (pid,)
     except (NoSuchProcess, AccessDenied):
         return (pid,)  # reaped since the scan, or hidden: no nesting we can see
+
+
+def kept_status(proc: Process, root: str, privileged: bool) -> WaitStatus | None:
+    """The exit status zombie *proc* keeps, or None when the kernel hides it.
+
+    The scan only compares uids, so a 0 may be the kernel's stand-in for a
+    hidden code (a setgid program, a process that changed ids): without
+    CAP_SYS_PTRACE (*privileged*) a 0 is checked again by
+    :func:`~undertaker.wait.zombie_status`.
+
+    Raises:
+        NoSuchProcess: the zombie was reaped since the scan.
+    """
+    if proc.exit_code is None:
+        return None
+    status = WaitStatus(proc.exit_code & 0xFFFF)
+    if status != 0 or privileged:
+        return status  # a hidden code is always written as 0
+    try:
+        return zombie_status(proc.pid, root)
+    except (AccessDenied, ProcUnavailable):
+        return None
 
 
 def selector(
@@ -113,10 +145,14 @@ def take_census(
     root = snapshot.root
     zombies = []
     clock = ExitClock(root) if ages else None
+    privileged = has_cap_sys_ptrace() if snapshot.zombies else True
     for proc in snapshot.zombies:
         if keep is not None and not keep(proc):
             continue
-        status = WaitStatus(proc.exit_code & 0xFFFF) if proc.exit_code is not None else None
+        try:
+            status = kept_status(proc, root, privileged)
+        except NoSuchProcess:
+            continue  # reaped since the scan
         nspid = _nspid(proc.pid, root)
         # Reads after the scan must still be about the same process: a zombie
         # reaped since then may have had its PID reused. The stat read that
@@ -137,15 +173,17 @@ def take_census(
     parents = []
     for ppid, group in by_parent.items():
         parent = snapshot.processes.get(ppid)
-        cmdline = None
+        cmdline: list[str] | None = None
+        parent_nspid: tuple[int, ...] | None = None
         if parent is not None:
             try:
+                parent_nspid = read_nspid(ppid, root)
                 cmdline = read_cmdline(ppid, root)
             except (NoSuchProcess, AccessDenied):
-                cmdline = None  # parent exited since the scan, or hidepid
-            if cmdline is not None and not is_same_process(ppid, parent.start_ticks, root):
-                cmdline = None  # another process now holds the PID: not our parent's
-        parents.append(ParentGroup(ppid, parent, cmdline, group))
+                pass  # parent exited since the scan, or hidepid
+            if parent_nspid is not None and not is_same_process(ppid, parent.start_ticks, root):
+                cmdline = parent_nspid = None  # another process holds the PID: not our parent's
+        parents.append(ParentGroup(ppid, parent, cmdline, group, parent_nspid))
     parents.sort(key=lambda g: (-len(g.zombies), g.pid))
     leaders = [p for p in snapshot.zombie_leaders if keep is None or keep(p)]
     return Census(snapshot, zombies, parents, leaders)

@@ -5,17 +5,18 @@ Each subcommand is a module of this package with ``add_parser(subs)`` and
 being run is imported (``--help`` imports them all), so ``undertaker run``
 loads nothing the others need.
 
-Exit codes: 0 nothing found, 1 zombies found (``ps``, ``tree``), 2 error.
+Exit codes: 0 nothing found, 1 zombies found (``ps``, ``tree``), 2 error,
+3 no zombies seen in an incomplete view (``ps``, ``tree``: hidepid, other
+users), 141 standard output closed early (as if killed by SIGPIPE).
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 from undertaker._errors import UndertakerError
-from undertaker.cli._exit import EXIT_ERROR, EXIT_OK
+from undertaker.cli._exit import EXIT_ERROR
 
 # typing and argparse are not imported on the path of ``undertaker run``, a
 # container's PID 1, where they would cost 4 ms of start-up; mypy is told
@@ -32,6 +33,8 @@ SUBCOMMANDS = {
     "run": "run",
 }
 
+EXIT_PIPE_CLOSED = 128 + 13  # what a shell reports for a process killed by SIGPIPE
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
@@ -42,21 +45,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = argv[0] if argv else None
     parser = build_parser(SUBCOMMANDS, first if first in SUBCOMMANDS else None)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the subcommand's parser, which points to its own --help
+        parser.subparser(args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR
     module = importlib.import_module(f"undertaker.cli.{SUBCOMMANDS[args.command]}")
+    from undertaker.cli._output import OutputFailed, TaggedOutput, discard_output  # noqa: PLC0415
+
+    real_stdout = sys.stdout
+    sys.stdout = TaggedOutput(real_stdout)
     try:
         status: int = module.run(args)
+        sys.stdout.flush()
     except UndertakerError as err:
         print(f"undertaker: error: {err}", file=sys.stderr)
         return EXIT_ERROR
-    except BrokenPipeError:
-        # The reader went away (| head): not an error worth a traceback.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_OK
+    except OutputFailed as failed:
+        discard_output(real_stdout)
+        if isinstance(failed.error, BrokenPipeError):
+            return EXIT_PIPE_CLOSED  # the reader went away (| head): nothing to say
+        print(f"undertaker: error: cannot write to standard output: {failed}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    finally:
+        sys.stdout = real_stdout
     return status

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 
-from undertaker.cli._exit import EXIT_ERROR, EXIT_FOUND, EXIT_OK
+from undertaker.cli._exit import EXIT_ERROR, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK
 
 __all__ = [
     "EXIT_ERROR",
     "EXIT_FOUND",
+    "EXIT_INCOMPLETE",
     "EXIT_OK",
+    "EXIT_STATUS_HELP",
     "add_color_option",
     "add_proc_option",
     "flatten",
@@ -19,9 +21,18 @@ __all__ = [
     "user_arg",
 ]
 
+# The epilog of ps and tree: what a cron job tests.
+EXIT_STATUS_HELP = (
+    "Exit status: 0 no zombies, 1 zombies found, 2 error (bad input, unreadable /proc, "
+    "standard output unwritable), 3 no zombies seen but the view is incomplete (hidepid "
+    "or other users' processes unreadable: run as root), 141 output pipe closed early."
+)
+
 
 def pid_arg(text: str) -> int:
-    """Parse a PID: a positive decimal integer."""
+    """Parse a PID: a positive decimal integer in ASCII digits (``int`` takes others too)."""
+    if not text.isascii():
+        raise argparse.ArgumentTypeError(f"not a PID: {text!r} (ASCII digits only)")
     try:
         value = int(text, 10)
     except ValueError:
@@ -32,13 +43,13 @@ def pid_arg(text: str) -> int:
 
 
 def pid_list_arg(text: str) -> list[int]:
-    """Parse ``PID[,PID...]``."""
-    return [pid_arg(part) for part in text.split(",") if part] or [pid_arg(text)]
+    """Parse ``PID[,PID...]``; an empty item (``1,,2``, ``1,``) is an error."""
+    return [pid_arg(part) for part in text.split(",")]
 
 
 def user_arg(text: str) -> int:
-    """Parse a user name or numeric uid into a uid."""
-    if text.isdigit():
+    """Parse a user name or numeric uid (ASCII digits) into a uid."""
+    if text.isascii() and text.isdigit():
         return int(text)
     import pwd  # noqa: PLC0415  (only --user needs the password database)
 

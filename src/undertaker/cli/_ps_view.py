@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
+import shutil
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from undertaker.cli._style import Style, duration, printable, table
+from undertaker.cli._style import Style, duration, plural, printable, table
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from undertaker.census import Census, ParentGroup, Zombie
+    from undertaker.cli._coverage import Coverage
     from undertaker.proc import Process, Snapshot
-
-JSON_VERSION = 1
 
 # top's grouping of state letters in its "Tasks:" line.
 _TOP_GROUPS = {"running": "R", "sleeping": "SDI", "stopped": "Tt", "zombie": "Z"}
 
 
-def tasks_line(snapshot: Snapshot) -> str:
-    """``Tasks: N total, ...`` as top prints it, plus PID-table pressure."""
+def tasks_line(snapshot: Snapshot, coverage: Coverage) -> str:
+    """``Tasks: N total, ...`` as top prints it, plus the closest PID limit."""
     counts = snapshot.state_counts
     parts = [f"{len(snapshot.processes)} total"]
     for label, letters in _TOP_GROUPS.items():
@@ -29,41 +29,41 @@ def tasks_line(snapshot: Snapshot) -> str:
     leaders = len(snapshot.zombie_leaders)
     parts[-1] = f"{counts['Z'] - leaders} zombie"
     if leaders:
-        parts.append(f"{leaders} zombie leader")
+        parts.append(f"{leaders} zombie {plural(leaders, 'leader')}")
     line = "Tasks: " + ", ".join(parts)
-    if snapshot.pid_max:
-        share = 100.0 * snapshot.pids_used / snapshot.pid_max
-        line += f"   PIDs: {snapshot.pids_used}/{snapshot.pid_max} in use ({share:.1f}%)"
+    limit = coverage.limit
+    if limit is not None:
+        share = 100.0 * limit.used / limit.max
+        bound = ">=" if coverage.incomplete and limit.used_from == "scan" else ""
+        name = limit.name
+        if limit.scope == "namespace":
+            name = "this PID namespace's " + name
+        elif limit.name == "threads-max":
+            name += ", system-wide"
+        if limit.used_from == "loadavg" and limit.name == "pid_max":
+            name += ", tasks counted by the kernel"
+        line += f"   PIDs: {bound}{limit.used}/{limit.max} in use ({share:.1f}% of {name})"
     if snapshot.cgroup_pids:
-        current, limit, _ = snapshot.cgroup_pids
+        current, most, _ = snapshot.cgroup_pids
         # pids.max 0 is how people freeze a fork bomb: say so rather than divide.
-        usage = f"{100.0 * current / limit:.1f}%" if limit else "fork blocked"
-        line += f"   cgroup pids: {current}/{limit} ({usage})"
+        usage = f"{100.0 * current / most:.1f}%" if most else "fork blocked"
+        line += f"   cgroup pids: {current}/{most} ({usage})"
     return line
 
 
-def _caveats(snapshot: Snapshot) -> list[str]:
-    notes = []
-    if snapshot.unreadable:
-        notes.append(
-            f"{snapshot.unreadable} processes could not be read "
-            "(run as root, or grant CAP_SYS_PTRACE, to see them)"
-        )
-    if snapshot.hidepid:
-        notes.append(f"procfs is mounted hidepid={snapshot.hidepid}: counts are lower bounds")
-    return notes
+_COMMAND_WIDTH = 72  # when the width is unknown; the whole command line is in --json
+_MIN_COMMAND_WIDTH = 20
 
 
-_COMMAND_WIDTH = 72  # the whole command line is in --json; the table stays readable
-
-
-def _command(group: ParentGroup) -> str:
+def _command(group: ParentGroup, width: int) -> str:
+    mark = "[PID 1 of its namespace] " if group.is_namespace_init else ""
     if group.cmdline:
-        text = printable(" ".join(group.cmdline))
-        return text if len(text) <= _COMMAND_WIDTH else text[: _COMMAND_WIDTH - 3] + "..."
-    if group.process is not None:
-        return f"[{printable(group.process.comm)}]"
-    return "(outside this PID namespace)"
+        text = mark + printable(" ".join(group.cmdline))
+    elif group.process is not None:
+        text = f"{mark}[{printable(group.process.comm)}]"
+    else:
+        text = "(outside this PID namespace)"
+    return text if len(text) <= width else text[: max(width - 3, 0)] + "..."
 
 
 def _status_summary(group: ParentGroup) -> str:
@@ -72,77 +72,163 @@ def _status_summary(group: ParentGroup) -> str:
     )
 
 
-def render_census(census: Census, style: Style, now: float | None = None) -> str:
-    """The default view: header, parents responsible, then each zombie."""
+def _oldest(zombies: list[Zombie], now: float) -> str:
+    """How long the longest-dead has been dead: ``?`` if no time of death is known."""
+    known = [z.exited_at for z in zombies if z.exited_at is not None]
+    if not known:
+        return "?"
+    prefix = ">=" if len(known) < len(zombies) else ""  # an unknown one may be older
+    return prefix + duration(now - min(known))
+
+
+def _parents_table(census: Census, style: Style, now: float) -> list[str]:
+    rows = [["PPID", "ZOMBIES", "OLDEST", "EXIT STATUS", "PARENT"]]
+    rows += [
+        [str(g.pid), str(len(g.zombies)), _oldest(g.zombies, now), _status_summary(g), ""]
+        for g in census.parents
+    ]
+    # The PARENT column gets what the terminal ($COLUMNS) leaves of its width.
+    columns = shutil.get_terminal_size((0, 0)).columns
+    used = sum(max(len(r[i]) for r in rows) + 2 for i in range(4))
+    width = max(columns - used, _MIN_COMMAND_WIDTH) if columns else _COMMAND_WIDTH
+    for row, group in zip(rows[1:], census.parents, strict=True):
+        row[4] = _command(group, width)
+    lines = table(rows, right=frozenset({0, 1, 2}))
+    return [style.bold(lines[0])] + [style.blame(line) for line in lines[1:]]
+
+
+def _advice(census: Census, style: Style) -> list[str]:
+    lines = ["A zombie is already dead: kill -9 cannot remove it."]
+    if any(not g.is_namespace_init for g in census.parents):
+        lines.append("Its parent must call wait(), or exit so that init adopts and reaps it.")
+    inits = [str(g.pid) for g in census.parents if g.is_namespace_init]
+    if inits:
+        lines += [
+            f"PID 1 of its namespace ({', '.join(inits)}) is not reaping: no init will adopt",
+            "its zombies. Run the container's command under an init that reaps:",
+            "undertaker run -- CMD, or docker run --init.",
+        ]
+    return [style.dim(line) for line in lines]
+
+
+def render_census(
+    census: Census,
+    coverage: Coverage,
+    style: Style,
+    *,
+    now: float | None = None,
+    expand: bool = False,
+    younger: tuple[int, float] | None = None,
+) -> str:
+    """The default view: header, parents responsible, then each zombie.
+
+    Args:
+        census: the zombies, grouped by parent.
+        coverage: what the scan missed and the closest PID limit.
+        style: colours.
+        now: the time ages are measured to (default: now).
+        expand: one row per zombie, instead of one per identical siblings.
+        younger: ``(count, min_age)`` of zombies left out by ``--min-age``.
+    """
     now = time.time() if now is None else now
     snap = census.snapshot
-    out = [style.bold(tasks_line(snap))]
-    out += [style.dim("note: " + n) for n in _caveats(snap)]
+    out = [style.bold(tasks_line(snap, coverage))]
+    out += [style.dim("note: " + n) for n in coverage.notes()]
+    if younger and younger[0]:
+        count, age = younger
+        out.append(
+            style.dim(
+                f"note: {count} {plural(count, 'zombie')} dead for less than "
+                f"{duration(age)} left out (--min-age)"
+            )
+        )
     zombies = census.zombies
     if not zombies:
-        out.append("no zombies")
+        out.append(
+            "no zombies seen: the view is incomplete" if coverage.incomplete else "no zombies"
+        )
     else:
-        noun = "zombie" if len(zombies) == 1 else "zombies"
-        parents = "parent" if len(census.parents) == 1 else "parents"
-        out += ["", f"{len(zombies)} {noun} under {len(census.parents)} {parents}:", ""]
-        rows = [["PPID", "ZOMBIES", "OLDEST", "EXIT STATUS", "PARENT"]]
-        rows += [
-            [
-                str(g.pid),
-                str(len(g.zombies)),
-                duration(now - g.oldest.since),
-                _status_summary(g),
-                _command(g),
-            ]
-            for g in census.parents
-        ]
-        lines = table(rows, right=frozenset({0, 1, 2}))
-        out += [style.bold(lines[0])] + [style.blame(line) for line in lines[1:]]
-        out.append("")
-        out += _zombie_table(zombies, style, now)
+        parents = len(census.parents)
         out += [
             "",
-            style.dim("A zombie is already dead: kill -9 cannot remove it. Its parent must"),
-            style.dim("call wait(), or exit so that init adopts and reaps it."),
+            (
+                f"{len(zombies)} {plural(len(zombies), 'zombie')} under {parents} "
+                f"{plural(parents, 'parent')}:"
+            ),
+            "",
         ]
+        out += _parents_table(census, style, now)
+        out.append("")
+        out += _zombie_table(zombies, style, now, expand=expand)
+        out.append("")
+        out += _advice(census, style)
     if census.leaders:
-        heading = (
-            f"{len(census.leaders)} zombie leader(s): alive, main thread exited, "
-            "not reapable until the last thread ends:"
-        )
-        out += ["", heading]
-        rows = [["PID", "PPID", "THREADS", "COMM"]]
+        count = len(census.leaders)
+        out += [
+            "",
+            (
+                f"{count} zombie {plural(count, 'leader')}: alive, main thread exited, "
+                "not reapable until the last thread ends:"
+            ),
+        ]
+        rows = [["PID", "PPID", "LIVE THREADS", "COMM"]]
         rows += [
-            [str(p.pid), str(p.ppid), str(p.threads - 1), printable(p.comm)] for p in census.leaders
+            [str(p.pid), str(p.ppid), str(live_threads(p)), printable(p.comm)]
+            for p in census.leaders
         ]
         out += [style.leader(line) for line in table(rows, right=frozenset({0, 1, 2}))]
     return "\n".join(out)
 
 
-def _zombie_table(zombies: list[Zombie], style: Style, now: float) -> list[str]:
+def live_threads(proc: Process) -> int:
+    """Threads still running: ``num_threads`` counts a zombie leader's dead main thread."""
+    if proc.is_zombie:
+        return 0
+    return proc.threads - 1 if proc.is_zombie_leader else proc.threads
+
+
+def _siblings(zombies: list[Zombie], expand: bool) -> list[list[Zombie]]:
+    """Group zombies of one parent that look alike (name, status); each alone if *expand*."""
+    ordered = sorted(zombies, key=lambda z: (z.process.ppid, z.since, z.process.pid))
+    if expand:
+        return [[z] for z in ordered]
+    groups: dict[tuple[int, str, str], list[Zombie]] = {}
+    for z in ordered:
+        groups.setdefault((z.process.ppid, z.process.comm, str(z.status)), []).append(z)
+    return list(groups.values())
+
+
+def _zombie_table(zombies: list[Zombie], style: Style, now: float, *, expand: bool) -> list[str]:
     rows = [["PID", "PPID", "NSPID", "DEAD FOR", "EXIT", "COMM"]]
-    for z in sorted(zombies, key=lambda z: (z.process.ppid, z.since, z.process.pid)):
-        proc = z.process
-        nspid = ",".join(map(str, z.nspid[1:])) if len(z.nspid) > 1 else "-"
-        dead = duration(now - z.exited_at) if z.exited_at is not None else "?"
+    for group in _siblings(zombies, expand):
+        first = group[0]
+        proc = first.process
+        nspid = ",".join(map(str, first.nspid[1:])) if len(first.nspid) > 1 else "-"
+        pid, comm = str(proc.pid), printable(proc.comm)
+        if len(group) > 1:  # like pstree: 200*[worker], PIDs lowest-highest
+            pids = sorted(z.process.pid for z in group)
+            pid, comm = f"{pids[0]}-{pids[-1]}", f"{len(group)}*[{comm}]"
+            nspid = "..." if nspid != "-" else nspid
         rows.append(
             [
-                str(proc.pid),
+                pid,
                 str(proc.ppid),
                 nspid,
-                dead,
-                str(z.status) if z.status else "unknown",
-                printable(proc.comm),
+                _oldest(group, now),
+                str(first.status) if first.status else "unknown",
+                comm,
             ]
         )
     lines = table(rows, right=frozenset({0, 1, 3}))
     return [style.bold(lines[0])] + [style.zombie(line) for line in lines[1:]]
 
 
-def render_all(snapshot: Snapshot, keep: Callable[[Process], bool], style: Style) -> str:
+def render_all(
+    snapshot: Snapshot, coverage: Coverage, keep: Callable[[Process], bool], style: Style
+) -> str:
     """Every process with its state, like ``ps -el``."""
-    out = [style.bold(tasks_line(snapshot))]
-    out += [style.dim("note: " + n) for n in _caveats(snapshot)]
+    out = [style.bold(tasks_line(snapshot, coverage))]
+    out += [style.dim("note: " + n) for n in coverage.notes()]
     rows = [["PID", "PPID", "S", "UID", "THR", "STARTED", "COMM"]]
     kinds = []
     for proc in sorted(snapshot.processes.values()):
@@ -172,80 +258,3 @@ def render_all(snapshot: Snapshot, keep: Callable[[Process], bool], style: Style
             else line
         )
     return "\n".join(out)
-
-
-def _process_json(proc: Process) -> dict[str, Any]:
-    return {
-        "pid": proc.pid,
-        "ppid": proc.ppid,
-        "comm": proc.comm,
-        "state": proc.state,
-        "uid": proc.uid,
-        "threads": proc.threads,
-        "pgid": proc.pgid,
-        "sid": proc.sid,
-        "start_ticks": proc.start_ticks,
-        "started": round(proc.started, 2),
-    }
-
-
-def _exit_json(zombie: Zombie) -> dict[str, Any] | None:
-    status = zombie.status
-    if status is None:
-        return None
-    return {
-        "raw": status.raw,
-        "code": status.exit_code,
-        "signal": status.term_signal,
-        "core_dumped": status.core_dumped,
-        "shell_code": status.shell_code,
-        "text": str(status),
-    }
-
-
-def census_json(census: Census, processes: list[Process] | None = None) -> dict[str, Any]:
-    """The documented ``--json`` document (docs/json.md); keys only ever get added."""
-    snap = census.snapshot
-    doc: dict[str, Any] = {
-        "version": JSON_VERSION,
-        "taken_at": round(snap.taken_at, 3),
-        "states": dict(sorted(snap.state_counts.items())),
-        "pids": {
-            "used": snap.pids_used,
-            "max": snap.pid_max,
-            "cgroup": (
-                dict(zip(("current", "max", "path"), snap.cgroup_pids, strict=True))
-                if snap.cgroup_pids
-                else None
-            ),
-        },
-        "unreadable": snap.unreadable,
-        "vanished": snap.vanished,
-        "hidepid": snap.hidepid,
-        "zombies": [
-            _process_json(z.process)
-            | {
-                "nspid": list(z.nspid),
-                "exit": _exit_json(z),
-                "exited_at": round(z.exited_at, 3) if z.exited_at is not None else None,
-            }
-            for z in census.zombies
-        ],
-        "parents": [
-            {
-                "pid": g.pid,
-                "comm": g.process.comm if g.process else None,
-                "state": g.process.state if g.process else None,
-                "cmdline": g.cmdline,
-                "zombies": len(g.zombies),
-                "zombie_pids": sorted(z.process.pid for z in g.zombies),
-                "oldest_since": round(g.oldest.since, 3),
-                "exit_statuses": dict(g.statuses),
-            }
-            for g in census.parents
-        ],
-        "zombie_leaders": [_process_json(p) for p in census.leaders],
-    }
-    if processes is not None:
-        doc["processes"] = [_process_json(p) for p in processes]
-    return doc

@@ -79,3 +79,8 @@ def table(rows: list[list[str]], right: frozenset[int] = frozenset()) -> list[st
         ]
         lines.append("  ".join(cells).rstrip())
     return lines
+
+
+def plural(count: int, noun: str) -> str:
+    """*noun* as it goes with *count*: ``zombie`` for 1, ``zombies`` otherwise."""
+    return noun if count == 1 else noun + "s"

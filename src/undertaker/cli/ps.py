@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from undertaker._errors import NoSuchProcess
 from undertaker.census import selector, take_census
+from undertaker.cli._age import add_min_age_option, older_than
 from undertaker.cli._common import (
-    EXIT_FOUND,
-    EXIT_OK,
+    EXIT_STATUS_HELP,
     add_color_option,
     add_proc_option,
     flatten,
     pid_list_arg,
     user_arg,
 )
-from undertaker.cli._ps_view import census_json, render_all, render_census
-from undertaker.cli._style import Style, use_color
+from undertaker.cli._coverage import assess, exit_status
+from undertaker.cli._ps_json import census_json
+from undertaker.cli._ps_view import live_threads, render_all, render_census
+from undertaker.cli._style import Style, plural, use_color
 from undertaker.proc import scan
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Mapping
 
 
 def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,12 +35,13 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "ps",
         help="list zombies grouped by the parent that must reap them",
         description="List zombies grouped by the parent responsible, under a top-like "
-        "Tasks line with PID-table pressure. With --all, list every process like ps -el.",
-        epilog="Exit status: 0 no zombies, 1 zombies found, 2 error. "
-        "JSON schema: docs/json.md. Environment variables: UNDERTAKER_PROC "
-        "(procfs root), NO_COLOR (disable colour).",
+        "Tasks line with PID-table pressure. Zombies of one parent that look alike "
+        "(name, exit status) share a row, like pstree's 200*[worker]. With --all, "
+        "list every process like ps -el.",
+        epilog=EXIT_STATUS_HELP + " JSON schema: docs/json.md. Environment variables: "
+        "UNDERTAKER_PROC (procfs root), NO_COLOR (disable colour), COLUMNS (width).",
     )
-    ps.add_argument("--all", "-a", action="store_true", help="list every process, not only zombies")
+    ps.add_argument("--all", "-a", action="store_true", help="list every process, one row each")
     ps.add_argument("--json", action="store_true", help="print one JSON document (docs/json.md)")
     ps.add_argument(
         "--pid",
@@ -61,6 +66,7 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         metavar="USER",
         help="only processes of this user name or uid (repeatable)",
     )
+    add_min_age_option(ps)
     ps.add_argument(
         "--no-ages",
         action="store_true",
@@ -70,33 +76,61 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add_color_option(ps)
 
 
+def _missing(wanted: set[int], seen: Mapping[int, object]) -> None:
+    """Refuse when no asked-for PID exists; name the ones that do not on stderr."""
+    missing = sorted(pid for pid in wanted if pid not in seen)
+    if missing and len(missing) == len(wanted):
+        raise NoSuchProcess(missing[0])
+    if missing:
+        print(
+            f"undertaker ps: warning: no such {plural(len(missing), 'process')}: "
+            + ", ".join(map(str, missing)),
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     """Scan, filter, group and print; exit 1 when zombies were found."""
     snapshot = scan(args.proc, owners=bool(args.user or args.all))
     pids, ppids = flatten(args.pid), flatten(args.ppid)
-    for pid in sorted(pids | ppids):
-        if pid not in snapshot.processes:
-            raise NoSuchProcess(pid)
+    _missing(pids, snapshot.processes)
+    _missing(ppids, snapshot.processes)
     keep = selector(pids, ppids, set(args.user or ()))
     census = take_census(snapshot, keep, ages=not args.no_ages)
+    coverage = assess(snapshot)
+    younger = 0
+    now = time.time()
+    if args.min_age is not None:
+        census, younger = older_than(census, args.min_age, now)
+    status = exit_status(len(census.zombies), coverage)
     if args.json:
         listed = None
         if args.all:
             listed = [p for p in sorted(snapshot.processes.values()) if keep(p)]
+        doc = census_json(census, coverage, listed, min_age=args.min_age, younger=younger)
         # Indented for a person at a terminal; compact for a pipe, where json's
         # C encoder runs (indent forces the pure-Python one: 13 ms at 1,000 zombies).
         indent = 1 if sys.stdout.isatty() else None
-        sys.stdout.write(json.dumps(census_json(census, listed), indent=indent) + "\n")
-        return EXIT_FOUND if census.zombies else EXIT_OK
+        sys.stdout.write(json.dumps(doc, indent=indent) + "\n")
+        return status
     style = Style(use_color(args.color))
     if args.all:
-        print(render_all(snapshot, keep, style))
-    else:
-        print(render_census(census, style))
-        for pid in sorted(pids):
-            proc = snapshot.processes[pid]
-            if proc.is_zombie_leader:
-                print(f"pid {pid} is a zombie leader: alive, {proc.threads - 1} live threads")
-            elif not proc.is_zombie:
-                print(f"pid {pid} is not a zombie: state {proc.state}")
-    return EXIT_FOUND if census.zombies else EXIT_OK
+        print(render_all(snapshot, coverage, keep, style))
+        return status
+    print(
+        render_census(
+            census,
+            coverage,
+            style,
+            now=now,
+            younger=(younger, args.min_age) if younger else None,
+        )
+    )
+    for pid in sorted(pids & snapshot.processes.keys()):
+        proc = snapshot.processes[pid]
+        if proc.is_zombie_leader:
+            live = live_threads(proc)
+            print(f"pid {pid} is a zombie leader: alive, {live} live {plural(live, 'thread')}")
+        elif not proc.is_zombie:
+            print(f"pid {pid} is not a zombie: state {proc.state}")
+    return status

@@ -24,11 +24,18 @@ if TYPE_CHECKING:
 
 def _status_arg(text: str) -> WaitStatus:
     try:
-        return WaitStatus.parse(text)
+        status = WaitStatus.parse(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"not a wait status: {text!r} (a number 0..0xffff, e.g. 0x8b or 139)"
+            f"not a wait status: {text!r} (an ASCII number 0..0xffff or a ptrace "
+            "event stop, e.g. 0x8b or 139)"
         ) from None
+    if not (status.exited or status.signaled or status.stopped or status.continued):
+        # 0x7f would be "stopped by signal 0": no process ends or stops that way.
+        raise argparse.ArgumentTypeError(
+            f"not a wait status: {text!r} (no process exits, dies or stops that way)"
+        )
+    return status
 
 
 def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

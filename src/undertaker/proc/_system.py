@@ -1,4 +1,4 @@
-"""System-wide facts read once per scan: boot time, clock ticks, PID limit."""
+"""System-wide facts read once per scan: boot time, clock ticks, PID limits."""
 
 from __future__ import annotations
 
@@ -34,6 +34,45 @@ def pid_max(root: str = "/proc") -> int | None:
     try:
         return int(read_small(root + "/sys/kernel/pid_max"))
     except (OSError, ValueError):
+        return None
+
+
+def threads_max(root: str = "/proc") -> int | None:
+    """Return ``kernel.threads-max``, the system-wide cap on tasks, or None if unreadable."""
+    try:
+        return int(read_small(root + "/sys/kernel/threads-max"))
+    except (OSError, ValueError):
+        return None
+
+
+def loadavg_tasks(root: str = "/proc") -> int | None:
+    """Return the kernel's count of tasks (threads, zombies included) from ``/proc/loadavg``.
+
+    This is ``nr_threads``: system-wide, in every PID namespace, and blind to
+    ``hidepid``, so it stays right when most of the process table is hidden.
+    Each task holds one PID in the initial namespace.
+    """
+    try:
+        fields = read_small(root + "/loadavg").split()
+        return int(fields[3].partition(b"/")[2])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# The inode of the initial PID namespace, fixed by the kernel (PROC_PID_INIT_INO).
+_INIT_PID_NS = "pid:[4026531836]"
+
+
+def in_child_pid_namespace() -> bool | None:
+    """Whether we run in a PID namespace other than the initial one; None if unknown.
+
+    There, since Linux 6.14, ``kernel.pid_max`` reads the namespace's own
+    limit (4194304 unless set), while every ancestor's limit applies too and
+    none of them can be read from inside.
+    """
+    try:
+        return os.readlink("/proc/self/ns/pid") != _INIT_PID_NS
+    except OSError:
         return None
 
 
