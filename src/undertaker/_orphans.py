@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from undertaker import _lineage, _ownership
 from undertaker._control_errors import NotSupported
-from undertaker._errors import NoSuchProcess
+from undertaker._errors import AccessDenied, NoSuchProcess
 from undertaker.pidfd import can_use_pidfd, pidfd_open
 from undertaker.proc import read_start_ticks
 from undertaker.wait import WaitStatus
@@ -62,6 +62,42 @@ def reap_exact(pid: int, start: int) -> WaitStatus | None:
         if fd >= 0:
             os.close(fd)
     return None if result is None else WaitStatus.from_waitid(result)
+
+
+def subscribe(mode: bool | str) -> ProcEvents | None:
+    """The kernel's fork events for *mode* True, False or "auto" (when allowed).
+
+    Raises:
+        NotSupported, AccessDenied: *mode* is True and the kernel refuses.
+    """
+    if mode is False:
+        return None
+    from undertaker.proc._connector import ProcEvents  # noqa: PLC0415  (socket: on demand)
+
+    try:
+        return ProcEvents()
+    except (NotSupported, AccessDenied):
+        if mode is True:
+            raise
+        return None
+
+
+def hand_on(pids: list[int]) -> None:
+    """Give running adopted orphans to the process-wide janitor (``children.py``).
+
+    They are ours to reap and nobody else will: without this a stopped
+    Reaper's orphans would end as zombies.
+    """
+    if not pids:
+        return
+    from undertaker.children import _janitor_reaper  # noqa: PLC0415  (children imports us)
+
+    janitor = _janitor_reaper()
+    for pid in pids:
+        try:
+            janitor.manage(pid)
+        except (NoSuchProcess, ValueError):
+            continue  # reaped meanwhile, or handed over already
 
 
 class OrphanCollector:

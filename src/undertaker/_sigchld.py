@@ -91,3 +91,18 @@ def restore(handler: Callable[[int, FrameType | None], None], previous: Handler)
     if signal.getsignal(signal.SIGCHLD) == handler:
         signal.signal(signal.SIGCHLD, previous if previous is not None else signal.SIG_DFL)
     return True
+
+
+def warn_if_replaced(handler: Callable[[int, FrameType | None], None]) -> bool:
+    """Warn (once per caller) if other code replaced *handler*; True if it did."""
+    if signal.getsignal(signal.SIGCHLD) == handler:
+        return False
+    import warnings  # noqa: PLC0415  (only on this rare path)
+
+    warnings.warn(
+        "another SIGCHLD handler replaced the Reaper's: without its thread it now "
+        "reaps only in manage() and reap()",
+        RuntimeWarning,
+        stacklevel=5,
+    )
+    return True

@@ -155,8 +155,8 @@ def wait_for_exit(pid: int, timeout: float | None = None) -> WaitStatus | None:
             raise TimeoutExpired(pid, timeout)
         try:
             status = zombie_status(pid)
-        except NoSuchProcess:
-            return None
+        except (NoSuchProcess, AccessDenied):
+            return None  # gone, or the kernel hides its status from us: never a false 0
         # The zombie we read is ours only if it was still not reaped after the
         # read: until then its PID cannot have been reused.
         try:

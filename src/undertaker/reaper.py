@@ -1,20 +1,12 @@
 """A cooperative reaper: reap adopted orphans and handed-over children, steal nothing.
 
 The usual fix for zombies, a SIGCHLD handler looping on ``waitpid(-1)``,
-takes exit statuses that ``subprocess``, ``multiprocessing`` and ``asyncio``
-are about to ask for: they then see ECHILD and report 0. ``Reaper`` instead
-enumerates its children per thread (``/proc/self/task/*/children``), peeks
-at each with ``waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT)`` and reaps
-only:
-
-* children handed to it with ``manage()`` (reaped as soon as they exit), and
-* adopted orphans (with ``orphans=True``): children that evidence shows were
-  forked by another process (``_lineage``), unless other code of ours visibly
-  waits for them (``_ownership``).
-
-A child of ours with no such evidence is never reaped: it is left to the
-code that will wait for it, and reported if it stays a zombie. The rules,
-and where they fall short, are in ``docs/library.md``.
+takes the exit statuses that ``subprocess``, ``multiprocessing`` and
+``asyncio`` wait for (they then report 0). ``Reaper`` reaps only children
+handed to it with ``manage()`` and, with ``orphans=True``, children that
+evidence shows another process forked (``_orphans``, ``_lineage``); any
+other child is left to the code that will wait for it, however late.
+``docs/library.md`` states the rules and where they fall short.
 """
 
 from __future__ import annotations
@@ -23,50 +15,32 @@ import collections
 import logging
 import math
 import os
-import select
-import signal
-import sys
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal
 
 from undertaker import _orphans, _ownership, _sigchld
 from undertaker._control_errors import NotSupported
-from undertaker._errors import AccessDenied, NoSuchProcess
-from undertaker.pidfd import can_use_pidfd, pidfd_open
+from undertaker._handover import HandOvers, Reaped, report
+from undertaker._wakeup import Wakeup
 from undertaker.prctl import become_subreaper, is_subreaper
 from undertaker.proc import read_start_ticks
-from undertaker.wait import WaitStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType, TracebackType
 
-    from undertaker.proc._connector import ProcEvents
+    from undertaker.wait import WaitStatus
 
     ExitCallback = Callable[[int, "WaitStatus | None"], None]
     Done = list[tuple["Reaped | None", int, "ExitCallback | None"]]
 
 
+__all__ = ["Reaped", "Reaper"]
+
 _log = logging.getLogger("undertaker.reaper")
-_PEEK = os.WEXITED | os.WNOHANG | os.WNOWAIT
-_REAP = os.WEXITED | os.WNOHANG
 _MAX_SLEEP = 2_000_000.0  # seconds: poll() takes at most INT_MAX milliseconds
-
-
-class Reaped(NamedTuple):
-    """One child the reaper collected."""
-
-    pid: int
-    status: WaitStatus
-    orphan: bool  # True: an adopted orphan; False: handed over with manage()
-    evidence: str = ""  # for an orphan: why we know it was adopted
-
-
-class _Managed(NamedTuple):
-    pidfd: int  # -1 without pidfd support
-    on_exit: ExitCallback | None
 
 
 def _positive(name: str, value: float, *, zero: bool = False) -> float:
@@ -171,7 +145,7 @@ class Reaper:
         # Reentrant, so that code interrupted by a signal handler can tell it
         # holds the lock (``_is_owned``) instead of deadlocking on it.
         self._lock = threading.RLock()
-        self._managed: dict[int, _Managed] = {}
+        self._handed = HandOvers()
         self._orphans: _orphans.OrphanCollector | None = None  # with orphans, once started
         self._pending = False
         self._stop_deferred = False
@@ -181,7 +155,7 @@ class Reaper:
         self._pid = 0
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
-        self._wake_r = self._wake_w = -1
+        self._waker: Wakeup | None = None
         self._previous_handler: Callable[[int, FrameType | None], object] | int | None = None
         self._set_subreaper = False
 
@@ -214,12 +188,15 @@ class Reaper:
         self._pid = os.getpid()
         if self.orphans:
             self._orphans = _orphans.OrphanCollector(
-                self._subscribe(), self.grace, self.reap_unproven, self.on_unproven
+                _orphans.subscribe(self._events_mode),
+                self.grace,
+                self.reap_unproven,
+                self.on_unproven,
             )
             if self.subreaper and not is_subreaper():
                 become_subreaper()
                 self._set_subreaper = True
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._waker = Wakeup()
         self._stopping.clear()
         self._running = True
         _running.add(self)
@@ -236,18 +213,6 @@ class Reaper:
             )
             self._thread.start()
         return self
-
-    def _subscribe(self) -> ProcEvents | None:
-        if self._events_mode is False:
-            return None
-        from undertaker.proc._connector import ProcEvents  # noqa: PLC0415  (socket: on demand)
-
-        try:
-            return ProcEvents()
-        except (NotSupported, AccessDenied):
-            if self._events_mode is True:
-                raise
-            return None
 
     @property
     def events(self) -> bool:
@@ -291,12 +256,8 @@ class Reaper:
                 return  # a deferred stop ran meanwhile
             self._running = False
             _running.discard(self)
-            for managed in self._managed.values():
-                if managed.pidfd >= 0:
-                    os.close(managed.pidfd)
-            self._managed.clear()
-            wake_r, wake_w = self._wake_r, self._wake_w
-            self._wake_r = self._wake_w = -1
+            self._handed.close()
+            waker, self._waker = self._waker, None
             adopted = []
             if self._orphans is not None:
                 adopted = self._orphans.adopted_alive()
@@ -305,37 +266,19 @@ class Reaper:
         if self._set_subreaper:
             become_subreaper(enable=False)
             self._set_subreaper = False
-        os.close(wake_r)
-        os.close(wake_w)
-        self._hand_on(adopted)
-
-    @staticmethod
-    def _hand_on(pids: list[int]) -> None:
-        """Give running adopted orphans to the process-wide janitor (children.py)."""
-        if not pids:
-            return
-        from undertaker.children import _janitor_reaper  # noqa: PLC0415
-
-        janitor = _janitor_reaper()
-        for pid in pids:
-            try:
-                janitor.manage(pid)
-            except (NoSuchProcess, ValueError):
-                continue  # reaped meanwhile, or handed over already
+        if waker is not None:
+            waker.close()
+        _orphans.hand_on(adopted)
 
     def _forked(self) -> None:
         """In the child of fork(): this copy reaps nothing and holds nothing."""
         self._running = False
         self._lock = threading.RLock()  # another thread may have held it at the fork
         self._thread = None
-        for managed in self._managed.values():
-            if managed.pidfd >= 0:
-                os.close(managed.pidfd)
-        self._managed.clear()
-        for fd in (self._wake_r, self._wake_w):
-            if fd >= 0:
-                os.close(fd)
-        self._wake_r = self._wake_w = -1
+        self._handed.close()
+        if self._waker is not None:
+            self._waker.close()
+            self._waker = None
         if self._orphans is not None:
             self._orphans.forget_in_child()
         if self.sigchld_installed and threading.current_thread() is threading.main_thread():
@@ -403,27 +346,18 @@ class Reaper:
             with self._lock:
                 if not self.running:
                     raise RuntimeError("this Reaper is not running: start() it first")
-                if pid in self._managed:
+                if pid in self._handed:
                     # The earlier hand-over may be stale: reaped by other code
                     # (its callback then gets None) and the PID reused.
-                    done = self._reap_managed([pid])
-                    if pid in self._managed:
+                    done = self._handed.reap([pid])
+                    if pid in self._handed:
                         raise ValueError(f"pid {pid} is already handed over to this Reaper")
-                try:
-                    os.waitid(os.P_PID, pid, _PEEK)
-                except ChildProcessError:
-                    raise NoSuchProcess(pid, "not a child of this process") from None
-                if pidfd is None:
-                    try:
-                        pidfd = pidfd_open(pid) if can_use_pidfd() else -1
-                    except NotSupported:
-                        pidfd = -1
-                self._managed[pid] = _Managed(pidfd, on_exit)
+                self._handed.add(pid, pidfd, on_exit)
                 pidfd = None  # ours now: closed when the child is reaped or at stop()
                 if not self._use_thread:
                     # No thread will look at it: if it exited before we held it,
                     # its SIGCHLD has come and gone, so reap it now.
-                    done += self._reap_managed([pid])
+                    done += self._handed.reap([pid])
                 self._wake()
         finally:
             if pidfd is not None and pidfd >= 0:
@@ -478,82 +412,31 @@ class Reaper:
         elif self._pending and not self._use_thread and self.running:
             self.reap()  # SIGCHLD arrived while we held the lock
         elif not self._use_thread and self.sigchld_installed and not self._warned_handler:
-            self._check_handler()
-
-    def _check_handler(self) -> None:
-        """Threadless: warn once if other code replaced our SIGCHLD handler."""
-        if signal.getsignal(signal.SIGCHLD) != self._on_sigchld:
-            import warnings  # noqa: PLC0415  (only on this rare path)
-
-            self._warned_handler = True
-            warnings.warn(
-                "another SIGCHLD handler replaced the Reaper's: without its thread it now "
-                "reaps only in manage() and reap()",
-                RuntimeWarning,
-                stacklevel=4,
-            )
+            self._warned_handler = _sigchld.warn_if_replaced(self._on_sigchld)
 
     def _pass(self) -> Done:
         """Collect what is ours; the lock is held. Returns (record, pid, callback)."""
         if not self.running:
             return []  # stopped, or a forked copy of the reaper: the children are not ours
-        found = self._reap_managed(list(self._managed))
+        found = self._handed.reap()
         if self._orphans is not None:
-            collected = self._orphans.collect(self._managed, self._own_fds())
+            collected = self._orphans.collect(self._handed, self._handed.fds())
             found.extend(
                 (Reaped(pid, status, orphan=True, evidence=why), pid, None)
                 for pid, status, why in collected
             )
         return found
 
-    def _reap_managed(self, pids: list[int]) -> Done:
-        """Reap those of the handed-over *pids* that have exited; the lock is held."""
-        found: Done = []
-        for pid in pids:
-            managed = self._managed.get(pid)
-            if managed is None:
-                continue
-            try:
-                if managed.pidfd >= 0:
-                    result = os.waitid(os.P_PIDFD, managed.pidfd, _REAP)
-                else:
-                    result = os.waitid(os.P_PID, pid, _REAP)
-            except ChildProcessError:
-                record = None  # someone else reaped it: the status is lost
-            else:
-                if result is None:
-                    continue  # still running
-                record = Reaped(pid, WaitStatus.from_waitid(result), orphan=False)
-            del self._managed[pid]
-            if managed.pidfd >= 0:
-                os.close(managed.pidfd)
-            found.append((record, pid, managed.on_exit))
-        return found
-
-    def _own_fds(self) -> set[int]:
-        return {m.pidfd for m in self._managed.values() if m.pidfd >= 0}
-
     def _report(self, done: Done) -> None:
-        """Record and call back outside the lock; a failing callback must not stop us."""
-        for record, pid, on_exit in done:
-            if record is not None:
-                self.history.append(record)
-            try:
-                if on_exit is not None:
-                    on_exit(pid, None if record is None else record.status)
-                if record is not None and self.on_reap is not None:
-                    self.on_reap(record)
-            except Exception:  # noqa: BLE001  (report and carry on reaping)
-                sys.excepthook(*sys.exc_info())
+        """Record and call back, outside the lock."""
+        report(done, self.history, self.on_reap)
 
     # -- waking up -------------------------------------------------------
 
     def _wake(self) -> None:
-        if self._wake_w >= 0:
-            try:
-                os.write(self._wake_w, b"\0")
-            except (BlockingIOError, OSError):
-                pass  # the pipe is full (a wake-up is pending) or closed by stop()
+        waker = self._waker
+        if waker is not None:
+            waker.wake()
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -565,28 +448,19 @@ class Reaper:
 
     def _sleep(self) -> None:
         """Wait for SIGCHLD, a managed child's pidfd or the next due pass."""
-        poller = select.poll()  # a few descriptors: cheaper to rebuild than to keep in step
-        poller.register(self._wake_r, select.POLLIN)
         with self._lock:
-            for fd in self._own_fds():
-                poller.register(fd, select.POLLIN)
+            fds = self._handed.fds()
             since = {} if self._orphans is None else self._orphans.zombie_since
             soonest = min(since.values(), default=None)
         timeout = self.interval
         if soonest is not None:
             timeout = min(timeout, max(soonest + self.grace - time.monotonic(), 0.0) + 0.01)
-        poller.poll(int(timeout * 1000) + 1)
-        try:
-            while os.read(self._wake_r, 512):
-                pass
-        except BlockingIOError:
-            pass  # drained
+        waker = self._waker
+        if waker is not None:
+            waker.sleep(fds, timeout)
 
     def _failed(self, err: BaseException) -> None:
-        """Keep the error for the program, log it, and wait a little before the next pass.
-
-        Nothing here may need a new descriptor: the error may be EMFILE.
-        """
+        """Keep and log the error, then wait; nothing here may need a descriptor (EMFILE)."""
         self.errors.append(err)
         try:
             _log.warning("reaper pass failed, retrying in %gs: %s", self.interval, err)
