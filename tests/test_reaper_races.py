@@ -7,28 +7,18 @@ force PID reuse run as PID 1 of a private PID namespace, where
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from helpers import needs_namespace
+from helpers import needs_namespace, run_json_script
 
 SCRIPT = Path(__file__).with_name("reaper_races.py")
 
 
-def race(*args: str, prefix: tuple[str, ...] = (), timeout: float = 120) -> dict:  # type: ignore[type-arg]
-    done = subprocess.run(
-        [*prefix, sys.executable, str(SCRIPT), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+def race(*args: str, prefix: tuple[str, ...] = (), timeout: float = 120) -> Any:
+    return run_json_script(SCRIPT, *args, prefix=prefix, timeout=timeout)
 
 
 NAMESPACE = ("unshare", "--pid", "--fork", "--mount-proc")
