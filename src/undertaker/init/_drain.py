@@ -89,6 +89,46 @@ def scan(root: int) -> dict[int, tuple[int, int]]:
     return found
 
 
+def walk(root: int) -> dict[int, tuple[int, int]] | None:
+    """Like :func:`scan`, but down the ``children`` files from *root*.
+
+    It costs what the tree holds rather than what the whole system does (a
+    subreaper on a busy host). None without CONFIG_PROC_CHILDREN.
+    """
+    if not os.path.exists(f"{PROC}/{root}/task/{root}/children"):
+        return None
+    found: dict[int, tuple[int, int]] = {}
+    todo = [root]
+    while todo:
+        parent = todo.pop()
+        for pid in _all_children(parent):
+            stat = read_stat(pid)
+            if stat is None:  # gone, or hidden (hidepid): only our own are kept
+                if parent == root:
+                    found[pid] = (OWN_CHILD, root)
+                continue
+            if stat[3] not in "ZX":
+                found[pid] = (stat[4], parent)
+                todo.append(pid)
+    return found
+
+
+def _all_children(pid: int) -> list[int]:
+    """The children of every thread of *pid* (each thread has its own list)."""
+    kids: list[int] = []
+    try:
+        tasks = os.listdir(f"{PROC}/{pid}/task")
+    except OSError:  # exited meanwhile, or hidden
+        return kids
+    for tid in tasks:
+        try:
+            with open(f"{PROC}/{pid}/task/{tid}/children", "rb") as listing:
+                kids.extend(int(word) for word in listing.read().split())
+        except OSError:  # the thread or the process exited meanwhile
+            continue
+    return kids
+
+
 def subtree(tree: dict[int, tuple[int, int]], top: int) -> set[int]:
     """*top* and every process below it in *tree* (a :func:`scan`)."""
     below: dict[int, list[int]] = {}

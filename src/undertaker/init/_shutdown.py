@@ -76,10 +76,13 @@ class Drain:
         """Just before a terminating signal is forwarded: note what exists already.
 
         What the main child forks from then on belongs to its shutdown, and
-        is spared; what was there before is not (one /proc listing, once).
+        is spared; what was there before is not. Only our own tree is walked,
+        so the forward is not delayed by a large process table.
         """
         if self.proc:
-            self._look(_drain.boot_tick(), _drain.scan(self.me))
+            tick = _drain.boot_tick()
+            tree = _drain.walk(self.me)
+            self._look(tick, _drain.scan(self.me) if tree is None else tree)
         self.main_told = True
 
     def start(self, why: str) -> None:
