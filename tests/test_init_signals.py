@@ -37,9 +37,10 @@ def test_every_catchable_signal_reaches_the_child(mode: str) -> None:
     """Signals 1..31 (not KILL, STOP) sent to the init are echoed by the child.
 
     After TSTP, TTIN or TTOU the init stops itself (not as PID 1), so a
-    SIGCONT goes with each, and the child echoes that too.
+    SIGCONT goes with each, and the child echoes that too. INT starts the
+    drain: a long grace keeps its SIGKILL away however slow the machine.
     """
-    with Init(mode, [], child("print_signals")) as init:
+    with Init(mode, ["--grace", "1h"], child("print_signals")) as init:
         init.expect("ready child")
         for signum in CATCHABLE:
             init.send(signum)
