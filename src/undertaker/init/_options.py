@@ -17,8 +17,9 @@ HELP = f"""{USAGE}
 
 Run COMMAND as the child of a minimal init: reap every orphan, forward
 signals, exit with the child's status, and drain the whole process tree on
-exit (SIGTERM, a grace period, then SIGKILL). Works as PID 1 of a container
-or, anywhere else, as a child subreaper.
+exit (SIGTERM, or what -r TERM:... makes it, a grace period, then SIGKILL).
+Works as PID 1 of a container or, anywhere else, as a child subreaper.
+A forwarded TSTP, TTIN or TTOU stops the init too, as in dumb-init.
 
 Options:
   -g, --process-group     forward signals to the child's process group
@@ -39,7 +40,8 @@ Options:
   -h, --help              show this help and exit
 
 TIME is a number with an optional unit: 500ms, 10s, 2m (plain numbers are
-seconds). SIG is a name or number: TERM, SIGTERM, 15, RTMIN+1.
+seconds). SIG is a name or number: TERM, SIGTERM, 15, RTMIN+1 (not 32 or
+33, which the C library keeps for itself).
 
 Each option can also be set by the variable below. The command line wins:
 a flag overrides its variable, and -r or -e given on the command line

@@ -160,14 +160,15 @@ class Drain:
         signalled (not this one: a process found together with its parent is
         an old one, and is told too). A newcomer whose parent has exited
         already (re-parented to the init, so its lineage is lost) is spared
-        when it started after the previous pass: everything alive then was
-        told to stop or is the main child's, which the drain leaves alone.
+        too: everything alive at the previous look was told to stop, or is
+        the main child's, told by the forwarded signal.
         """
         covered: dict[int, bool] = {}  # its newcomers are spared
         for pid in tree:
-            chain = []
+            chain: list[int] = []
             up = pid
-            while up in tree and up not in covered:
+            # Stat files are read one by one: a reused PID could close a loop.
+            while up in tree and up not in covered and up not in chain:
                 chain.append(up)
                 up = tree[up][1]
             above = covered.get(up, False)
