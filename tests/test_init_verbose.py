@@ -87,6 +87,20 @@ def test_verbose_tells_job_control_and_no_drain() -> None:
     assert "drain:" not in init.stderr
 
 
+def test_verbose_tells_a_held_and_a_dropped_signal() -> None:
+    """--term-delay holds SIGTERM (said at once), -r INT:0 drops SIGINT (said too)."""
+    code = "import time; print('ready', flush=True); time.sleep(60)"
+    options = ["-v", "--term-delay", "300ms", "-r", "INT:0"]
+    with Init("subreaper", options, [PYTHON, "-c", code]) as init:
+        init.expect("ready")
+        init.send(signal.SIGINT)
+        init.send(signal.SIGTERM)
+        assert init.wait() == 128 + signal.SIGTERM
+    assert "SIGINT dropped (-r ...:0)" in init.stderr
+    assert "holding SIGTERM for 0.3s (--term-delay)" in init.stderr
+    assert "forwarding SIGTERM to pid" in init.stderr
+
+
 @needs_namespace
 def test_verbose_as_pid1_says_it_cannot_stop() -> None:
     """As PID 1: the reaper line, and a forwarded TSTP stops only the command."""

@@ -116,6 +116,7 @@ class Supervisor:
         if signum == SIGTERM and self.options.term_delay > 0 and self.status is None:
             if self.term_due is None:
                 self.term_due = time.monotonic() + self.options.term_delay
+                self.report.info(f"holding SIGTERM for {self.options.term_delay:g}s (--term-delay)")
             return
         if signum == SIGCONT and self.resume_child() and SIGCONT not in self.options.rewrite:
             return  # the child's whole group has just had its SIGCONT: not a second one
