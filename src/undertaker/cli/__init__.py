@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 SUBCOMMANDS = {
     "ps": "ps",
     "tree": "tree",
+    "why": "why",
     "status": "status",
     "run": "run",
 }

@@ -1,0 +1,101 @@
+"""The diagnosis layer's pure parts: masks, syscalls, cgroup names, reaping counters."""
+
+from __future__ import annotations
+
+import pytest
+
+from undertaker.diagnose import container_of, mask_names, sigchld_disposition, syscall_name
+from undertaker.proc._detail import parse_syscall, waited_children
+
+CID = "0123456789abcdef" * 4
+
+
+def test_mask_names_include_realtime_signals() -> None:
+    """Standard, glibc-reserved and real-time signals all get names."""
+    mask = (1 << 16) | (1 << 31) | (1 << 33) | (1 << 36) | (1 << 63)
+    assert mask_names(mask) == ["SIGCHLD", "SIG32", "SIGRTMIN", "SIGRTMIN+3", "SIGRTMAX"]
+    assert mask_names(0) == []
+
+
+@pytest.mark.parametrize(
+    ("ign", "cgt", "expected"),
+    [
+        (0, 0, "default"),
+        (1 << 16, 0, "ignored"),
+        (0, 1 << 16, "caught"),
+        (1 << 12, 1 << 1, "default"),
+    ],
+)
+def test_sigchld_disposition(ign: int, cgt: int, expected: str) -> None:
+    """Bit 16 of SigIgn / SigCgt decides; other signals do not."""
+    assert expected == sigchld_disposition(ign, cgt)
+
+
+def test_syscall_names_per_architecture() -> None:
+    """The same call has different numbers on x86_64 and aarch64."""
+    assert syscall_name(61, "x86_64") == "wait4"
+    assert syscall_name(260, "aarch64") == "wait4"
+    assert syscall_name(115, "aarch64") == "clock_nanosleep"
+    assert syscall_name(61, "riscv64") == "syscall 61"
+
+
+def test_parse_syscall_forms() -> None:
+    """Blocked in a call, running, between calls, and garbage."""
+    blocked = parse_syscall(b"230 0x1 0x1 0x7ffd 0x0 0x0 0x0 0x7ffc 0x7f12\n")
+    assert blocked is not None
+    assert blocked.number == 230
+    assert blocked.args == (1, 1, 0x7FFD, 0, 0, 0)
+    running = parse_syscall(b"running\n")
+    assert running is not None
+    assert running.running
+    between = parse_syscall(b"-1 0x7ffc 0x7f12\n")
+    assert between is not None
+    assert between.number is None
+    assert parse_syscall(b"") is None
+    assert parse_syscall(b"x y") is None
+
+
+@pytest.mark.parametrize(
+    ("path", "runtime", "cid", "pod"),
+    [
+        (f"/system.slice/docker-{CID}.scope", "docker", CID, None),
+        (f"/docker/{CID}", "docker", CID, None),
+        (f"/system.slice/cri-containerd-{CID}.scope", "containerd", CID, None),
+        (f"/machine.slice/libpod-{CID}.scope/container", "podman", CID, None),
+        (
+            (
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1b2c3d4e_0000_1111_2222"
+                f"_333344445555.slice/crio-{CID}.scope"
+            ),
+            "cri-o",
+            CID,
+            "1b2c3d4e-0000-1111-2222-333344445555",
+        ),
+        (
+            f"/kubepods/besteffort/pod1b2c3d4e-0000-1111-2222-333344445555/{CID}",
+            "kubernetes",
+            CID,
+            "1b2c3d4e-0000-1111-2222-333344445555",
+        ),
+    ],
+)
+def test_container_of(path: str, runtime: str, cid: str, pod: str | None) -> None:
+    """Each runtime's cgroup naming is recognised, with the pod UID when there is one."""
+    found = container_of(["/", path])
+    assert found is not None
+    assert (runtime, cid, pod) == tuple(found)
+
+
+def test_no_container() -> None:
+    """A plain host cgroup names no container."""
+    assert container_of(["/", "/user.slice/user-0.slice/session-1.scope"]) is None
+
+
+def test_waited_children_counters() -> None:
+    """cminflt + cmajflt and cutime + cstime, from a captured stat line."""
+    line = (
+        b"42 (a) b) S 1 42 42 0 -1 4194304 100 2539 0 7 1 2 3 4 20 0 1 0 5 0 0 "
+        b"18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0\n"
+    )
+    assert waited_children(line) == (2546, 7)
+    assert waited_children(b"42 (x) S 1") == (0, 0)
