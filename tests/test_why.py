@@ -269,3 +269,21 @@ def test_explain_library_is_pure_on_its_evidence() -> None:
         found = explain(scan(), [parent.pid])
     [report] = found.parents
     assert report.diagnosis.verdict == "sigchld-blocked"
+
+
+def test_watch_shows_a_growing_count() -> None:
+    """--watch samples again: a parent that keeps forking shows more zombies the second time."""
+    with Scenario("grow") as parent:
+        done = cli("why", str(parent.pid), "--watch", "0.5", "--json")
+    assert done.returncode == 1, done.stderr
+    growth = parent_of(json.loads(done.stdout), parent.pid)["growth"]
+    assert growth["seconds"] == 0.5
+    assert growth["after"] > growth["before"] >= 3
+
+
+def test_watch_rejects_a_bad_duration() -> None:
+    """--watch takes a positive number of seconds, at most an hour."""
+    for bad in ("0", "-1", "x", "7200"):
+        done = cli("why", "--watch", bad)
+        assert done.returncode == 2
+        assert done.stderr.count("\n") == 1

@@ -64,6 +64,13 @@ zombies = [p for p in kids if p not in reaped and state(p) == "Z"]
 sys.stdout.write(json.dumps({"pid": os.getpid(), "zombies": zombies, "reaped": reaped}) + "\n")
 sys.stdout.flush()
 try:
+    if mode == "grow":  # one more zombie every 50 ms, at most 100, until EOF
+        import select
+        for _ in range(100):
+            if select.select([0], [], [], 0.05)[0] and not os.read(0, 4096):
+                break
+            if os.fork() == 0:
+                os._exit(1)
     while os.read(0, 4096):
         pass
 finally:
@@ -89,6 +96,13 @@ os.waitpid(pid, 0x40000000)  # __WALL
 sys.stdout.write("ready\n")
 sys.stdout.flush()
 try:
+    if mode == "grow":  # one more zombie every 50 ms, at most 100, until EOF
+        import select
+        for _ in range(100):
+            if select.select([0], [], [], 0.05)[0] and not os.read(0, 4096):
+                break
+            if os.fork() == 0:
+                os._exit(1)
     while os.read(0, 4096):
         pass
 finally:

@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "tree": "tree",
     "why": "why",
     "status": "status",
+    "doctor": "doctor",
     "run": "run",
 }
 
