@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+from pathlib import Path
 
-from helpers import cli, needs_namespace, run_in_namespace
+import pytest
+
+from helpers import UNDERTAKER, cli, needs_namespace, run_in_namespace
 from undertaker.diagnose._doctor import ACTION, NOTE, OK, judge_limit, judge_ptrace, judge_self
 
 # PID 1 of a fresh namespace makes two zombies (or none), then runs doctor.
@@ -72,3 +77,26 @@ def test_judges() -> None:
     assert judge_self(1, subreaper=False).level == OK
     assert judge_self(42, subreaper=True).level == OK
     assert judge_self(42, subreaper=False).level == NOTE
+
+
+def test_pids_cgroup_at_its_limit_needs_action() -> None:
+    """Run inside a real pids cgroup with pids.max 1: the cgroup finding needs action."""
+    base = Path("/sys/fs/cgroup/pids")
+    if os.geteuid() != 0 or not (base / "cgroup.procs").exists():
+        pytest.skip("needs root and the cgroup v1 pids controller")
+    group = base / f"undertaker-test-{os.getpid()}"
+    group.mkdir()
+    try:
+        (group / "pids.max").write_text("1\n")
+        script = f'echo $$ > {group}/cgroup.procs && exec "$@"'
+        done = subprocess.run(
+            ["sh", "-c", script, "sh", *UNDERTAKER, "doctor", "--json"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        group.rmdir()
+    assert done.returncode == 1, done.stderr
+    [found] = [f for f in json.loads(done.stdout)["findings"] if f["check"].startswith("pids")]
+    assert found["check"] == f"pids cgroup {group}"
+    assert found["level"] == ACTION
+    assert "1 of 1 in use" in found["fact"]

@@ -39,8 +39,10 @@ elif mode == "handler-once":
         if pid:
             reaped.append(pid)
     signal.signal(signal.SIGCHLD, once)
-elif mode == "blocked":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+if mode in ("blocked", "handler-once"):
+    # Blocked while the burst happens, SIGCHLD stays pending once for all the
+    # children: the kernel keeps one pending instance of a standard signal.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, signal.SIGRTMIN + 3})
 gate_r, gate_w = os.pipe()
 kids = []
 for i in range(count):
@@ -57,7 +59,9 @@ while time.monotonic() < deadline:
     if all(p in reaped or state(p) in ("Z", "?") for p in kids):
         break
     time.sleep(0.005)
-time.sleep(0.2)  # let a handler run for every signal it will get
+if mode == "handler-once":
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})  # one delivery, one reap
+time.sleep(0.2)  # let the handler run
 if mode == "ign-late":
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
 zombies = [p for p in kids if p not in reaped and state(p) == "Z"]
