@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from undertaker.diagnose import container_of, mask_names, sigchld_disposition, syscall_name
+from undertaker.diagnose import (
+    VERDICTS,
+    Evidence,
+    container_of,
+    diagnose,
+    mask_names,
+    sigchld_disposition,
+    syscall_name,
+)
+from undertaker.proc import parse_status
 from undertaker.proc._detail import parse_syscall, waited_children
 
 CID = "0123456789abcdef" * 4
@@ -99,3 +108,42 @@ def test_waited_children_counters() -> None:
     )
     assert waited_children(line) == (2546, 7)
     assert waited_children(b"42 (x) S 1") == (0, 0)
+
+
+def _evidence(state: str, **changes: object) -> Evidence:
+    """Evidence around a status captured from a real parent, with *state* and *changes*."""
+    captured = (
+        b"Name:\tserver\nState:\t" + state.encode() + b" (x)\nTgid:\t40\nPid:\t40\nPPid:\t1\n"
+        b"TracerPid:\t0\nUid:\t0\t0\t0\t0\nThreads:\t1\nNSpid:\t40\nSigPnd:\t0000000000000000\n"
+        b"ShdPnd:\t0000000000000000\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000001000\n"
+        b"SigCgt:\t0000000000000000\nSeccomp:\t0\n"
+    )
+    base = Evidence(
+        pid=40, zombies=[], gone=False, status=parse_status(captured), cmdline=["./server"],
+        start_ticks=1, live_threads=1, blocked_threads=0, tracer_comm=None,
+        wchan="do_wait" if state == "D" else "hrtimer_nanosleep", syscall=None,
+        syscall_name=None, cgroups=["/"], container=None, reaped_before=False, unreadable=[],
+    )  # fmt: skip
+    return base._replace(**changes)
+
+
+def test_verdict_uninterruptible_parent() -> None:
+    """State D: no ptrace remedy (it would not stop), the kernel stack is the first step."""
+    found = diagnose(_evidence("D"))
+    assert found.verdict == "parent-uninterruptible"
+    assert "wchan do_wait" in found.reason
+    hows = [f.how for f in found.fixes]
+    assert hows[0] == "cat /proc/40/stack"
+    assert not any("ptrace" in how for how in hows)
+
+
+def test_verdict_parent_outside_view() -> None:
+    """A zombie whose parent we cannot see (ppid 0) is not blamed on anyone."""
+    found = diagnose(_evidence("S", status=None))
+    assert found.verdict == "parent-outside-view"
+
+
+def test_every_verdict_name_is_listed() -> None:
+    """The stable names are unique and spelled in kebab case."""
+    assert len(set(VERDICTS)) == len(VERDICTS)
+    assert all(name == name.lower() and " " not in name for name in VERDICTS)

@@ -62,6 +62,8 @@ def test_default_sigchld_sleeping() -> None:
     assert "in read()" in text
     # A Python parent whose zombies carry its own name: the fix is to join them.
     assert doc["forked_without_exec"] == 3
+    assert doc["runtime"] == "python"
+    assert "runtime        python" in text
     assert "join" in doc["fixes"][0]["summary"]
 
 
@@ -293,8 +295,7 @@ def test_watch_rejects_a_bad_duration() -> None:
 
 
 def _zombie_children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as kids:
-        return [int(k) for k in kids.read().split() if proc_state(int(k)) == "Z"]
+    return [p.pid for p in scan(owners=False).children(pid) if p.is_zombie]
 
 
 def test_c_parent_gets_c_fixes() -> None:
@@ -309,6 +310,7 @@ def test_c_parent_gets_c_fixes() -> None:
         sleeper.wait()
     os.waitpid(zombie, 0)  # re-parented to the test session, a subreaper: ours to reap
     assert doc["comm"] == "sleep"
+    assert doc["runtime"] is None
     assert doc["forked_without_exec"] == 0
     assert doc["fixes"][0]["how"] == "waitpid(pid, &status, 0);  /* per child */"
     assert "signal(SIGCHLD, SIG_IGN);" in text
@@ -340,3 +342,25 @@ def test_python_parent_with_an_unwaited_subprocess() -> None:
         parent.stdout.close()
     assert "Popen" in doc["fixes"][0]["how"]
     assert "Python: wait for every subprocess you start" in text
+
+
+def test_parent_waits_for_another_child() -> None:
+    """Blocked in wait4 for one live child: the syscall's first argument names it."""
+    with Scenario("wait-other") as parent:
+        [other] = parent.reaped
+        assert sleep_until(lambda: proc_state(parent.pid) == "S")
+        text, doc = check(parent.pid, parent.zombies, "waits-for-other-child")
+    assert doc["syscall"]["name"] == "wait4"
+    assert doc["syscall"]["args"][0] == other
+    assert f"waits for one child, pid {other}" in text
+
+
+def test_parent_is_a_zombie_leader() -> None:
+    """The parent's main thread exited; its live thread made the zombies and does not wait."""
+    with Scenario("leader", count=2) as parent:
+        assert sleep_until(lambda: len(_zombie_children(parent.pid)) == 2)
+        zombies = _zombie_children(parent.pid)
+        text, doc = check(parent.pid, zombies, "parent-zombie-leader")
+    assert doc["state"] == "Z"
+    assert doc["live_threads"] == 1
+    assert "a live thread must reap" in text

@@ -39,10 +39,35 @@ elif mode == "handler-once":
         if pid:
             reaped.append(pid)
     signal.signal(signal.SIGCHLD, once)
+if mode == "leader":
+    import ctypes, threading
+    def live():
+        for _ in range(count):
+            if os.fork() == 0:
+                os._exit(5)
+        time.sleep(0.3)
+        sys.stdout.write(json.dumps({"pid": os.getpid(), "zombies": [], "reaped": []}) + "\n")
+        sys.stdout.flush()
+        while os.read(0, 4096):
+            pass
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                os._exit(0)
+    threading.Thread(target=live).start()
+    ctypes.CDLL(None).pthread_exit(None)
 if mode in ("blocked", "handler-once"):
     # Blocked while the burst happens, SIGCHLD stays pending once for all the
     # children: the kernel keeps one pending instance of a standard signal.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD, signal.SIGRTMIN + 3})
+if mode == "wait-other":  # a live child it will wait for, blocking on stdin like us
+    other = os.fork()
+    if other == 0:
+        while os.read(0, 4096):
+            pass
+        os._exit(0)
+    reaped.append(other)  # not a zombie: left out of the report's list
 gate_r, gate_w = os.pipe()
 kids = []
 for i in range(count):
@@ -68,6 +93,8 @@ zombies = [p for p in kids if p not in reaped and state(p) == "Z"]
 sys.stdout.write(json.dumps({"pid": os.getpid(), "zombies": zombies, "reaped": reaped}) + "\n")
 sys.stdout.flush()
 try:
+    if mode == "wait-other":
+        os.waitpid(other, 0)  # the bug: waits for one child only
     if mode == "grow":  # one more zombie every 50 ms, at most 100, until EOF
         import select
         for _ in range(100):
@@ -100,13 +127,6 @@ os.waitpid(pid, 0x40000000)  # __WALL
 sys.stdout.write("ready\n")
 sys.stdout.flush()
 try:
-    if mode == "grow":  # one more zombie every 50 ms, at most 100, until EOF
-        import select
-        for _ in range(100):
-            if select.select([0], [], [], 0.05)[0] and not os.read(0, 4096):
-                break
-            if os.fork() == 0:
-                os._exit(1)
     while os.read(0, 4096):
         pass
 finally:

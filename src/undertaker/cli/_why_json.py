@@ -71,6 +71,7 @@ def _evidence_json(ev: Evidence) -> dict[str, Any]:
         "cgroups": ev.cgroups,
         "container": container._asdict() if container is not None else None,
         "reaped_before": ev.reaped_before,
+        "runtime": ev.runtime,
         "forked_without_exec": ev.forked_without_exec,
         "unreadable": ev.unreadable,
     }

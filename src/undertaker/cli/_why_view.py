@@ -71,6 +71,8 @@ def _evidence_rows(ev: Evidence) -> list[tuple[str, str]]:
         rows.append(("container", ev.container.short))
     if ev.reaped_before is not None:
         rows.append(("reaped before", "yes" if ev.reaped_before else "never (no waited-for child)"))
+    if ev.runtime:
+        rows.append(("runtime", f"{ev.runtime} (from its command line)"))
     if ev.forked_without_exec:
         count = ev.forked_without_exec
         rows.append(("forked", f"{count} {plural(count, 'zombie')} carry its name: no exec"))

@@ -75,6 +75,12 @@ class Evidence(NamedTuple):
         return status is not None and has_sigchld(status.sig_pnd | status.shd_pnd)
 
     @property
+    def runtime(self) -> str | None:
+        """``python`` when the parent runs CPython (its fixes are tailored), else None."""
+        name = self.status.name if self.status is not None else None
+        return "python" if is_python(self.cmdline, name) else None
+
+    @property
     def forked_without_exec(self) -> int:
         """How many of its zombies carry the parent's own name: forked, never exec'd."""
         status = self.status

@@ -44,9 +44,7 @@ class Fix(NamedTuple):
 
 
 def _python(ev: Evidence) -> bool:
-    from undertaker.diagnose._evidence import is_python  # noqa: PLC0415  (no cycle at import)
-
-    return is_python(ev.cmdline, ev.status.name if ev.status else None)
+    return ev.runtime == "python"
 
 
 def _wait_code(ev: Evidence) -> list[Fix]:
