@@ -13,8 +13,9 @@ from undertaker.diagnose import (
     sigchld_disposition,
     syscall_name,
 )
+from undertaker.diagnose._verdict import wait_target
 from undertaker.proc import parse_status
-from undertaker.proc._detail import parse_syscall, waited_children
+from undertaker.proc._detail import Syscall, parse_syscall, waited_children
 
 CID = "0123456789abcdef" * 4
 
@@ -147,3 +148,21 @@ def test_every_verdict_name_is_listed() -> None:
     """The stable names are unique and spelled in kebab case."""
     assert len(set(VERDICTS)) == len(VERDICTS)
     assert all(name == name.lower() and " " not in name for name in VERDICTS)
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "expected"),
+    [
+        ("wait4", (2**64 - 1, 0, 0, 0, 0, 0), None),  # wait4(-1): any child
+        ("wait4", (77, 0, 0, 0, 0, 0), "one child, pid 77"),
+        ("wait4", (2**64 - 9, 0, 0, 0, 0, 0), "the children in process group 9"),
+        ("waitid", (1, 78, 0, 4, 0, 0), "one child, pid 78"),
+        ("waitid", (3, 5, 0, 4, 0, 0), "one child through a pidfd"),
+        ("waitid", (0, 0, 0, 4, 0, 0), None),  # P_ALL
+        ("read", (0, 0, 0, 0, 0, 0), None),
+    ],
+)
+def test_wait_target(name: str, args: tuple[int, ...], expected: str | None) -> None:
+    """The arguments of /proc/PID/syscall say whom a blocked wait is limited to."""
+    ev = _evidence("S", syscall=Syscall(0, running=False, args=args), syscall_name=name)
+    assert expected == wait_target(ev)

@@ -53,6 +53,33 @@ def _blocked_in(evidence: Evidence) -> str:
     return f"sleeping in {evidence.wchan}" if evidence.wchan else "state unknown"
 
 
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def wait_target(ev: Evidence) -> str | None:
+    """What the parent's blocking wait call is limited to, or None when it waits for any child.
+
+    ``wait4(pid, ...)``: pid > 0 one child, 0 or < -1 a process group;
+    ``waitid(idtype, id, ...)``: P_PID (1), P_PGID (2), P_PIDFD (3). The
+    arguments of ``/proc/PID/syscall`` are unsigned: -1 reads as 2**64 - 1.
+    """
+    if ev.syscall is None or ev.syscall_name not in WAITING_FOR_CHILDREN:
+        return None
+    first, second = ev.syscall.args[0], ev.syscall.args[1]
+    if ev.syscall_name == "wait4":
+        pid = _signed(first)
+        if pid > 0:
+            return f"one child, pid {pid}"
+        if pid == -1:
+            return None
+        return f"the children in process group {-pid}" if pid else "its own process group"
+    return {1: f"one child, pid {second}", 2: f"the children in process group {second}"}.get(
+        first,
+        "one child through a pidfd" if first == 3 else None,
+    )
+
+
 def _state_verdict(ev: Evidence) -> tuple[str, str] | None:
     status = ev.status
     assert status is not None  # noqa: S101  (checked by the caller)
@@ -109,12 +136,9 @@ def _code_verdict(ev: Evidence) -> tuple[str, str]:
     status = ev.status
     assert status is not None  # noqa: S101  (checked by the caller)
     where = _blocked_in(ev)
-    if ev.syscall_name in WAITING_FOR_CHILDREN and ev.syscall and ev.syscall.args[0] > 0:
-        waited = ev.syscall.args[0]
-        return (
-            WAITS_FOR_OTHER,
-            f"the parent waits for one child, pid {waited}, and not for these",
-        )
+    waited = wait_target(ev)
+    if waited is not None:
+        return WAITS_FOR_OTHER, f"the parent waits for {waited}, and not for these"
     if ev.is_namespace_init:
         return (
             NAMESPACE_INIT,
