@@ -85,6 +85,23 @@ def _wait_code(ev: Evidence) -> list[Fix]:
 
 
 def _handler_loop(ev: Evidence) -> Fix:
+    if _python(ev) and ev.forked_without_exec:
+        how = (
+            "def on_sigchld(signum, frame):\n"
+            "    while True:  # one signal may stand for many exits\n"
+            "        try:\n"
+            "            pid, status = os.waitpid(-1, os.WNOHANG)\n"
+            "        except ChildProcessError:\n"
+            "            return\n"
+            "        if pid == 0:\n"
+            "            return"
+        )
+        return Fix(
+            CODE,
+            "Python: reap in a loop with WNOHANG in the handler (only if no subprocess or "
+            "multiprocessing object waits for its own child: it would then read 0)",
+            how,
+        )
     if _python(ev):
         how = (
             "def on_sigchld(signum, frame):\n"
