@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from undertaker.cli._ps_json import _exit_json
+from undertaker.cli._exit_json import exit_json
 from undertaker.diagnose import mask_names, sigchld_disposition
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def _zombie_json(ev: Evidence) -> list[dict[str, Any]]:
             "pid": z.process.pid,
             "comm": z.process.comm,
             "nspid": list(z.nspid),
-            "exit": _exit_json(z),
+            "exit": exit_json(z),
             "exited_at": round(z.exited_at, 3) if z.exited_at is not None else None,
             "since": round(z.since, 3),
         }

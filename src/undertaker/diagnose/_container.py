@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import re
-from typing import NamedTuple
+import functools
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    import re
 
 
 class Container(NamedTuple):
@@ -24,17 +27,25 @@ class Container(NamedTuple):
         return text
 
 
-_ID = r"([0-9a-f]{64})"
-# Most specific first: a Kubernetes pod path holds a runtime's scope too.
-_RUNTIMES = (
-    ("cri-o", re.compile(r"crio-(?:conmon-)?" + _ID)),
-    ("containerd", re.compile(r"cri-containerd-" + _ID)),
-    ("podman", re.compile(r"libpod-(?:conmon-)?" + _ID)),
-    ("docker", re.compile(r"docker[-/]" + _ID)),
-    ("kubernetes", re.compile(r"/kubepods[^/]*/(?:[^/]+/)*pod[^/]+/" + _ID)),
-)
-# pod UIDs appear as pod<uid> with - (cgroupfs) or _ (systemd driver) between groups.
-_POD = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
+@functools.cache
+def _patterns() -> tuple[tuple[tuple[str, re.Pattern[str]], ...], re.Pattern[str]]:
+    # Compiled on first use: ``why`` with no zombie never pays for ``re``.
+    import re  # noqa: PLC0415
+
+    cid = r"([0-9a-f]{64})"
+    # Most specific first: a Kubernetes pod path holds a runtime's scope too.
+    runtimes = (
+        ("cri-o", re.compile(r"crio-(?:conmon-)?" + cid)),
+        ("containerd", re.compile(r"cri-containerd-" + cid)),
+        ("podman", re.compile(r"libpod-(?:conmon-)?" + cid)),
+        ("docker", re.compile(r"docker[-/]" + cid)),
+        ("kubernetes", re.compile(r"/kubepods[^/]*/(?:[^/]+/)*pod[^/]+/" + cid)),
+    )
+    # pod UIDs appear as pod<uid>, - (cgroupfs) or _ (systemd driver) between groups.
+    pod = re.compile(
+        r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})"
+    )
+    return runtimes, pod
 
 
 def container_of(paths: list[str]) -> Container | None:
@@ -43,10 +54,11 @@ def container_of(paths: list[str]) -> Container | None:
     >>> container_of(["/system.slice/docker-" + "ab" * 32 + ".scope"]).short
     'docker abababababab'
     """
+    runtimes, pod_pattern = _patterns()
     for path in paths:
-        pod = _POD.search(path)
+        pod = pod_pattern.search(path)
         pod_uid = pod.group(1).replace("_", "-") if pod else None
-        for runtime, pattern in _RUNTIMES:
+        for runtime, pattern in runtimes:
             found = pattern.search(path)
             if found:
                 cid = next(g for g in found.groups() if g)
