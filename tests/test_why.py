@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from helpers import UNDERTAKER, cli, needs_namespace
+from helpers import UNDERTAKER, cli, needs_namespace, run_in_namespace
 from undertaker.census import take_census
 from undertaker.diagnose import explain, gather
 from undertaker.diagnose._verdict import diagnose
@@ -364,3 +364,35 @@ def test_parent_is_a_zombie_leader() -> None:
     assert doc["state"] == "Z"
     assert doc["live_threads"] == 1
     assert "a live thread must reap" in text
+
+
+_EVERY_ZOMBIE = r"""
+import json, subprocess, sys
+from undertaker.testing import ZombieParent, ZombieSpec
+def why():
+    done = subprocess.run([sys.executable, "-m", "undertaker", "why", "--json"],
+                          capture_output=True, text=True)
+    return done.returncode, json.loads(done.stdout)
+empty = why()
+with ZombieParent([ZombieSpec(code=1)] * 2, name="one") as a, \
+        ZombieParent([ZombieSpec(code=2)], name="two", block_sigchld=True) as b:
+    full = why()
+    expected = {a.pid: sorted(a.zombies), b.pid: sorted(b.zombies)}
+print(json.dumps({"empty": empty, "full": full, "expected": expected}))
+"""
+
+
+@needs_namespace
+def test_no_pid_explains_every_zombie() -> None:
+    """Without a PID, every zombie of the (namespace's) machine, grouped by parent."""
+    done = run_in_namespace(_EVERY_ZOMBIE)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    status, doc = result["empty"]
+    assert (status, doc["parents"]) == (0, [])
+    status, doc = result["full"]
+    assert status == 1
+    found = {p["pid"]: sorted(z["pid"] for z in p["zombies"]) for p in doc["parents"]}
+    assert found == {int(pid): zombies for pid, zombies in result["expected"].items()}
+    verdicts = {p["comm"]: p["verdict"] for p in doc["parents"]}
+    assert verdicts == {"one": "default-never-waits", "two": "sigchld-blocked"}
