@@ -122,11 +122,12 @@ def _disposition_verdict(ev: Evidence) -> tuple[str, str] | None:
         )
     if ev.live_threads and ev.blocked_threads == ev.live_threads:
         pending = ", and one is pending" if ev.sigchld_pending else ""
+        handler = "its handler never runs" if disposition == CAUGHT else "there is no handler"
         return (
             SIGCHLD_BLOCKED,
             (
-                f"SIGCHLD is blocked in every thread{pending}: a handler never runs, and "
-                "nothing collects it with sigwaitinfo or a signalfd and calls wait"
+                f"SIGCHLD is blocked in every thread{pending}: {handler}, and nothing "
+                "collects the signal (sigwaitinfo, signalfd) and then calls wait"
             ),
         )
     return None
