@@ -2,15 +2,16 @@
 
 Run as root, with the project's interpreter::
 
-    /work/main/.venv/bin/python bench/scan.py [--sizes 1000,10000] [--repeat 7] [--json]
+    /work/main/.venv/bin/python bench/scan.py [--sizes 1000,10000,11100/100] [--repeat 7] [--json]
 
 The script re-executes itself as PID 1 of a private PID namespace
 (``unshare --pid --fork --mount-proc --kill-child``), so ``ps``, psutil and
 undertaker all read exactly the same process table, and everything it starts
-dies with the namespace. For each size it adds that many processes (1,000
-zombies over 10 parents, the rest sleepers) and times, side by side and
-interleaved, as medians over ``--repeat`` rounds (one warm-up round first,
-discarded):
+dies with the namespace. Each size ``N`` or ``N/P`` adds N processes: 1,000
+zombies spread over P parents (10 by default), the rest sleepers shared
+between the same parents; ``11100/100`` is 10,000 sleepers and 1,000 zombies
+over 100 parents (issue 8). For each it times, side by side and interleaved,
+as medians over ``--repeat`` rounds (one warm-up round first, discarded):
 
 * ``undertaker.proc.scan()`` cold: a fresh interpreter per round, import and
   scan timed inside it (interpreter start excluded); and warm, in this process;
@@ -22,14 +23,17 @@ discarded):
 
 All four must report the same set of zombies, which must be the zombies the
 workload made (checked every round). It also times plain ``undertaker ps`` on
-the idle table, in the namespace and on the host. Targets (issue 3): psutil /
-scan >= 5x and ps / ``undertaker ps --json`` >= 3x at 10,000 processes;
-``undertaker ps`` idle < 100 ms.
+the idle table, in the namespace and on the host. Targets (issues 3 and 8):
+psutil / scan >= 5x and ps / ``undertaker ps --json`` >= 3x from 10,000
+processes on, for both shapes; ``undertaker ps`` idle < 100 ms. The package's
+bytecode is compiled first, as ``pip install`` does: this environment sets
+``PYTHONDONTWRITEBYTECODE``, and every start would otherwise recompile it.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import signal
@@ -39,11 +43,13 @@ import sys
 import time
 from typing import Any
 
+import undertaker
 from undertaker.proc import scan
 from undertaker.testing import populate
 
 ZOMBIES = 1000
-PARENTS = 10
+PARENTS = 10  # unless the size says otherwise (N/P)
+SIZES = "1000,10000,11100/100"
 STEP_TIMEOUT = 300.0  # seconds any one measured command may take
 TARGETS = {"psutil/scan": 5.0, "ps/undertaker ps --json": 3.0}
 IDLE_TARGET = 0.100
@@ -56,6 +62,7 @@ UNDERTAKER = [_CONSOLE] if os.access(_CONSOLE, os.X_OK) else [sys.executable, "-
 _COLD_SCAN = """
 import json, sys, time
 t0 = time.perf_counter()
+import undertaker
 from undertaker.proc import scan
 t1 = time.perf_counter()
 zombies = sorted(p.pid for p in scan(owners=sys.argv[1] == "owners").zombies)
@@ -148,10 +155,16 @@ def time_idle(repeat: int) -> dict[str, float]:
     return {"processes": len(scan().processes), "undertaker ps": statistics.median(walls)}
 
 
-def measure_size(extra: int, repeat: int) -> dict[str, Any]:
+def parse_size(text: str) -> tuple[int, int]:
+    """``N`` or ``N/P``: N extra processes under P zombie parents (default 10)."""
+    extra, _, parents = text.partition("/")
+    return int(extra), int(parents or PARENTS)
+
+
+def measure_size(extra: int, nparents: int, repeat: int) -> dict[str, Any]:
     """Populate the table with *extra* processes, time every method, clean up."""
-    print(f"populating {extra} processes ...", file=sys.stderr, flush=True)
-    parents = populate(extra, ZOMBIES, PARENTS)
+    print(f"populating {extra} processes under {nparents} parents ...", file=sys.stderr, flush=True)
+    parents = populate(extra, ZOMBIES, nparents)
     try:
         expected = sorted(z for p in parents for z in p.zombies)
         table = len(scan().processes)
@@ -182,6 +195,7 @@ def measure_size(extra: int, repeat: int) -> dict[str, Any]:
     median = {label: statistics.median(values) for label, values in samples.items()}
     return {
         "extra": extra,
+        "parents": nparents,
         "processes": table,
         "zombies": len(expected),
         "median": median,
@@ -194,11 +208,11 @@ def measure_size(extra: int, repeat: int) -> dict[str, Any]:
     }
 
 
-def in_namespace(sizes: list[int], repeat: int) -> dict[str, Any]:
+def in_namespace(sizes: list[tuple[int, int]], repeat: int) -> dict[str, Any]:
     """Everything that needs the private table: idle first, then each size."""
     return {
         "idle": time_idle(repeat),
-        "sizes": [measure_size(size, repeat) for size in sizes],
+        "sizes": [measure_size(extra, parents, repeat) for extra, parents in sizes],
     }
 
 
@@ -229,7 +243,10 @@ def report(results: dict[str, Any]) -> str:
         header = f"{size['extra']:,} extra processes: {size['processes']:,} in the table"
         out += [
             "",
-            f"{header}, {size['zombies']:,} zombies (same set found by all four)",
+            (
+                f"{header}, {size['zombies']:,} zombies under {size['parents']} parents"
+                " (same set found by all four)"
+            ),
             (
                 f"  scan(owners=False) cold       {m['scan cold']:9.1f} ms"
                 f"   (import {m['scan cold import']:.1f}, call {m['scan cold call']:.1f})"
@@ -265,12 +282,17 @@ def report(results: dict[str, Any]) -> str:
 def main() -> int:
     """Parse options; measure in a namespace (re-executing if needed); report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1000,10000", help="extra processes, comma-separated")
+    parser.add_argument(
+        "--sizes", default=SIZES, help=f"extra processes N or N/PARENTS, comma-separated ({SIZES})"
+    )
     parser.add_argument("--repeat", type=int, default=7, help="measured rounds per size")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",") if s]
+    try:
+        sizes = [parse_size(s) for s in args.sizes.split(",") if s]
+    except ValueError:
+        parser.error(f"--sizes: expected N or N/PARENTS, comma-separated, not {args.sizes!r}")
     results: dict[str, Any]
     if os.getpid() == 1:
         # PID 1 ignores SIGTERM without a handler: turn it into a clean exit.
@@ -286,6 +308,7 @@ def main() -> int:
     else:
         if os.geteuid() != 0:
             parser.error("needs root to create a PID namespace")
+        compileall.compile_dir(os.path.dirname(undertaker.__file__), quiet=1)
         before = host_zombies()
         host_idle = time_idle(args.repeat)
         measured = via_unshare(sys.argv[1:])
