@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from undertaker._errors import AccessDenied, NoSuchProcess
 from undertaker.proc import (
-    ExitClock,
     Process,
     Snapshot,
+    ZombieReader,
     is_same_process,
     read_cmdline,
-    read_nspid,
 )
 from undertaker.wait import WaitStatus
 
@@ -67,13 +66,6 @@ class Census(NamedTuple):
     leaders: list[Process]
 
 
-def _nspid(pid: int, root: str) -> tuple[int, ...]:
-    try:
-        return read_nspid(pid, root) or (pid,)
-    except (NoSuchProcess, AccessDenied):
-        return (pid,)  # reaped since the scan, or hidden: no nesting we can see
-
-
 def selector(
     pids: Collection[int] = (),
     ppids: Collection[int] = (),
@@ -112,24 +104,17 @@ def take_census(
     """
     root = snapshot.root
     zombies = []
-    clock = ExitClock(root) if ages else None
+    reader = ZombieReader(snapshot, ages=ages)
     for proc in snapshot.zombies:
         if keep is not None and not keep(proc):
             continue
         status = WaitStatus(proc.exit_code & 0xFFFF) if proc.exit_code is not None else None
-        nspid = _nspid(proc.pid, root)
         # Reads after the scan must still be about the same process: a zombie
-        # reaped since then may have had its PID reused. The stat read that
-        # follows the others checks the start time (ExitClock does it too).
-        try:
-            if clock is not None:
-                exited_at = clock.exit_time(proc.pid, proc.start_ticks)
-            elif is_same_process(proc.pid, proc.start_ticks, root):
-                exited_at = None
-            else:
-                continue
-        except NoSuchProcess:
+        # reaped since then may have had its PID reused. The reader checks.
+        read = reader.read(proc)
+        if read is None:
             continue  # reaped since the scan: no longer a zombie
+        nspid, exited_at = read
         zombies.append(Zombie(proc, status, exited_at, nspid))
     by_parent: dict[int, list[Zombie]] = {}
     for zombie in zombies:
