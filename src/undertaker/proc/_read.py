@@ -250,8 +250,8 @@ class ZombieReader:
     """Read what a census shows of each zombie of one scan: NSpid and time of death.
 
     At a thousand zombies, three small files each (``status``, ``sched``,
-    ``stat``) cost more than the scan of the whole table. This reads at most
-    one per zombie:
+    ``stat``) cost a third as much as scanning 11,000 processes. This opens
+    one (``sched``) per zombie of the procfs's own PID namespace:
 
     - NSpid: ``status`` only for a zombie outside the procfs's PID namespace,
       which its ``ns/pid`` link tells: ``readlink`` only formats the
