@@ -1,0 +1,285 @@
+"""reap_via_ptrace on the real kernel: the zombies go, the parent does not notice.
+
+Every parent here is a Python process this test starts (tests/reap_parents.py);
+nothing else is ever traced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import needs_namespace, run_in_namespace
+from undertaker.remedy import (
+    LiveZombieLeader,
+    NotAZombie,
+    ParentRefused,
+    reap_via_ptrace,
+)
+from undertaker.testing import ZombieLeader, ZombieParent, ZombieSpec, proc_state, sleep_until
+
+PARENT = str(Path(__file__).with_name("reap_parents.py"))
+# What /proc/PID/syscall shows once each mode blocks (x86_64 numbers).
+BLOCKED_IN = {
+    "sleep": {"230"},  # clock_nanosleep
+    "waitpid": {"230"},
+    "accept": {"43", "288"},  # accept, accept4
+    "pipe": {"0"},  # read
+    "select": {"270", "23"},  # pselect6, select
+    "epoll": {"232", "281"},  # epoll_wait, epoll_pwait
+    "threads": {"230", "running"},  # the main thread spins or sleeps
+    "busy": {"running"},
+}
+
+
+def _syscall(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/syscall") as sc:
+            return sc.read().split()[0]
+    except (OSError, IndexError):
+        return "?"
+
+
+class Parent:
+    """A started reap_parents.py, its READY report, and a way to read its RESULT."""
+
+    def __init__(self, mode: str, zombies: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, PARENT, mode, str(zombies)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.ready: dict[str, Any] = json.loads(self.proc.stdout.readline())
+        self.pid: int = self.ready["pid"]
+        self.zombies: list[int] = self.ready["zombies"]
+        wanted = BLOCKED_IN[mode]
+        assert sleep_until(lambda: _syscall(self.pid) in wanted, 5), _syscall(self.pid)
+
+    def result(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert self.proc.wait(10) == 0
+        return dict(json.loads(line))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # our own child, not yet reaped: the PID is safe
+        self.proc.wait(10)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                pipe.close()
+
+
+@contextmanager
+def parent(mode: str, zombies: int = 3) -> Iterator[Parent]:
+    started = Parent(mode, zombies)
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+def _reap_all(p: Parent) -> None:
+    """Reap every zombie of *p*; check each is gone and its exit status was kept."""
+    result = reap_via_ptrace(p.pid, p.zombies)
+    assert result.reaped == p.zombies
+    for i, outcome in enumerate(result.outcomes):
+        assert outcome.status is not None
+        assert outcome.status.exit_code == 3 + i
+        assert proc_state(outcome.pid) is None
+    assert proc_state(p.pid) in {"S", "R"}
+    assert max(result.stops) < 1.0
+
+
+def _unharmed(report: dict[str, Any], zombies: list[int]) -> None:
+    """The parent's own waits for the reaped zombies got ECHILD; its live child is intact."""
+    assert report["waits"] == {str(z): "ECHILD" for z in zombies}
+    assert report["other"] == 5 << 8
+
+
+@pytest.mark.parametrize("mode", ["sleep", "waitpid"])
+def test_sleeping_parent_keeps_its_full_sleep(mode: str) -> None:
+    """time.sleep(1) interrupted by the reap still sleeps one second, and returns None."""
+    with parent(mode) as p:
+        _reap_all(p)
+        report = p.result()
+    assert report["result"] is None
+    assert 0.99 <= report["duration"] < 1.5
+    _unharmed(report, p.zombies)
+
+
+def test_parent_in_accept_accepts_the_later_connection() -> None:
+    """A parent blocked in accept() gets the connection made after the reap."""
+    with parent("accept") as p:
+        _reap_all(p)
+        with socket.create_connection(("127.0.0.1", p.ready["port"]), timeout=5) as conn:
+            conn.sendall(b"hello")
+        report = p.result()
+    assert report["result"] == "hello"
+    _unharmed(report, p.zombies)
+
+
+def test_parent_reading_a_pipe_reads_the_later_data() -> None:
+    """A parent blocked in read() on a pipe reads what is written after the reap."""
+    with parent("pipe") as p:
+        _reap_all(p)
+        assert p.proc.stdin is not None
+        p.proc.stdin.write("data\n")
+        p.proc.stdin.flush()
+        report = p.result()
+    assert report["result"] == "data\n"
+    _unharmed(report, p.zombies)
+
+
+@pytest.mark.parametrize("mode", ["select", "epoll"])
+def test_parent_in_select_or_epoll_times_out_as_before(mode: str) -> None:
+    """select/epoll with a 1 s timeout still time out empty after about 1 s."""
+    with parent(mode) as p:
+        _reap_all(p)
+        report = p.result()
+    assert report["result"] == ([0, 0, 0] if mode == "select" else [])
+    assert 0.99 <= report["duration"] < 1.5
+    _unharmed(report, p.zombies)
+
+
+@pytest.mark.parametrize("mode", ["busy", "threads"])
+def test_busy_and_multithreaded_parents_compute_correctly(mode: str) -> None:
+    """A parent spinning in Python (alone, or with two more threads) computes right."""
+    with parent(mode) as p:
+        _reap_all(p)
+        report = p.result()
+    assert report["result"] == [True] * (1 if mode == "busy" else 3)
+    assert 0.99 <= report["duration"] < 1.5
+    _unharmed(report, p.zombies)
+
+
+def test_many_zombies_over_several_short_stops() -> None:
+    """200 zombies, stops capped at 0.5 ms: several attaches, every zombie reaped."""
+    with parent("sleep", 200) as p:
+        result = reap_via_ptrace(p.pid, p.zombies, max_stop=0.0005)
+        assert result.reaped == p.zombies
+        assert len(result.stops) > 1
+        report = p.result()
+    assert 0.99 <= report["duration"] < 2.0
+    _unharmed(report, p.zombies)
+
+
+def test_a_live_process_is_not_a_zombie() -> None:
+    """A running child is refused as not a zombie, and left alone."""
+    with ZombieParent([ZombieSpec(code=1)], sleepers_count=1) as zp:
+        with pytest.raises(NotAZombie, match="not a zombie"):
+            reap_via_ptrace(zp.pid, zp.sleepers)
+        assert proc_state(zp.sleepers[0]) == "S"
+
+
+def test_a_zombie_of_another_parent_is_refused() -> None:
+    """Naming the wrong parent is refused before anything is attached."""
+    with ZombieParent([ZombieSpec(code=1)]) as zp:
+        with pytest.raises(NotAZombie, match="its parent is"):
+            reap_via_ptrace(os.getpid(), zp.zombies)
+        assert proc_state(zp.zombies[0]) == "Z"
+
+
+def test_a_zombie_leader_is_refused() -> None:
+    """A process whose main thread exited (threads alive) is not reapable."""
+    with ZombieLeader() as leader, pytest.raises(LiveZombieLeader):
+        reap_via_ptrace(os.getpid(), [leader.pid])
+
+
+def test_a_traced_parent_is_refused() -> None:
+    """A parent someone already traces (here: a tracer we start) is refused, untouched."""
+    tracer_code = (
+        "import sys; from undertaker.remedy._ptrace import ptrace, PTRACE_SEIZE;"
+        "ptrace(PTRACE_SEIZE, int(sys.argv[1])); print('ok', flush=True); sys.stdin.read()"
+    )
+    with ZombieParent([ZombieSpec(code=2)]) as zp:
+        tracer = subprocess.Popen(
+            [sys.executable, "-c", tracer_code, str(zp.pid)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert tracer.stdout is not None
+            assert tracer.stdout.readline() == "ok\n"
+            with pytest.raises(ParentRefused, match="already traced"):
+                reap_via_ptrace(zp.pid, zp.zombies)
+            assert proc_state(zp.zombies[0]) == "Z"
+        finally:
+            assert tracer.stdin is not None
+            tracer.stdin.close()
+            tracer.wait(10)
+            assert tracer.stdout is not None
+            tracer.stdout.close()
+
+
+# Runs as PID 1 of a private PID namespace. P has zombie child Z. After the
+# plan, P reaps Z and, through ns_last_pid, forks a new child that gets Z's
+# PID and dies: a zombie of the same parent under the same PID. Executing the
+# old plan must leave that newcomer alone.
+_REUSE = r"""
+import json, os, time
+from undertaker.remedy import plan_ptrace_reap
+from undertaker.testing import proc_state, sleep_until
+cmd_r, cmd_w = os.pipe()
+done_r, done_w = os.pipe()
+p = os.fork()
+if p == 0:
+    z = os.fork()
+    if z == 0:
+        os._exit(7)
+    os.write(done_w, b"%d\n" % z)
+    os.read(cmd_r, 1)                      # "replace"
+    os.waitpid(z, 0)
+    with open("/proc/sys/kernel/ns_last_pid", "w") as last:
+        last.write(str(z - 1))
+    if os.fork() == 0:
+        os._exit(9)
+    os.write(done_w, b"x")
+    os.read(cmd_r, 1)                      # "finish"
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+z = int(os.read(done_r, 64))
+sleep_until(lambda: proc_state(z) == "Z")
+plan = plan_ptrace_reap(p, [z])
+status = str(plan.zombies[0].status)
+os.write(cmd_w, b"r")
+os.read(done_r, 1)
+sleep_until(lambda: proc_state(z) == "Z")
+with open("/proc/%d/stat" % z, "rb") as f:
+    newcomer = f.read()
+result = plan.execute()
+plan.close()
+still = proc_state(z)
+os.write(cmd_w, b"f")
+os.waitpid(p, 0)
+print(json.dumps({"status": status, "newcomer_code": int(newcomer.split()[-1]),
+                  "outcome": [result.outcomes[0].reaped, result.outcomes[0].detail],
+                  "after": still}))
+"""
+
+
+@needs_namespace
+def test_zombie_replaced_under_the_same_pid_is_not_reaped() -> None:
+    """PID reuse (forced with ns_last_pid): the newcomer zombie is not reaped by the old plan."""
+    done = run_in_namespace(_REUSE)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["status"] == "exited 7"
+    assert report["newcomer_code"] == 9 << 8  # really another zombie under that PID
+    assert report["outcome"] == [False, "gone or replaced before"]
+    assert report["after"] == "Z"
