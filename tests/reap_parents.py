@@ -7,12 +7,15 @@ ZOMBIES children that exit 3, 4, ...; prints a READY line (JSON) once every
 zombie shows Z; runs MODE for about one second or until stdin brings a line;
 then checks its own children: a waitpid for each zombie (expected: ECHILD,
 the tests reaped them) and for the live child (expected: exited 5). Prints a
-RESULT line (JSON) and exits 0. Nothing here knows it is being traced.
+RESULT line (JSON) and exits 0. Nothing here knows it is being traced. Mode
+"handler" is a parent whose SIGCHLD handler reaps one child per signal and
+lost the coalesced signals of the others.
 """
 
 import json
 import os
 import select
+import signal
 import socket
 import sys
 import threading
@@ -42,6 +45,8 @@ def block(mode, listener):  # noqa: PLR0911  (one return per mode)
     """Run the blocking call of MODE; return what it returned, JSON-friendly."""
     if mode in ("sleep", "waitpid"):
         return time.sleep(PERIOD)
+    if mode == "handler":  # sleeps through SIGCHLDs (PEP 475) until stdin closes
+        return os.read(0, 1).decode()
     if mode == "accept":
         conn, _ = listener.accept()
         with conn:
@@ -81,6 +86,11 @@ def main():
         os.read(keep_r, 1)
         os._exit(5)
     os.close(keep_r)
+    if mode == "handler":
+        # A handler that reaps one child per signal, and SIGCHLD blocked while
+        # the children die: their signals coalesce into one, and zombies stay.
+        signal.signal(signal.SIGCHLD, lambda *_: os.waitpid(-1, os.WNOHANG))
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
     zombies = []
     for i in range(count):
         pid = os.fork()
@@ -90,6 +100,11 @@ def main():
     deadline = time.monotonic() + 10
     while any(state(z) != "Z" for z in zombies) and time.monotonic() < deadline:
         time.sleep(0.001)
+    if mode == "handler":
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        while sum(state(z) == "Z" for z in zombies) == count:
+            time.sleep(0.001)
+        zombies = [z for z in zombies if state(z) == "Z"]
     listener = socket.create_server(("127.0.0.1", 0)) if mode == "accept" else None
     port = listener.getsockname()[1] if listener else 0
     ready = {"pid": os.getpid(), "zombies": zombies, "other": other, "port": port}
@@ -104,7 +119,10 @@ def main():
         except ChildProcessError:
             waits[z] = "ECHILD"
     os.close(keep_w)
-    other_status = os.waitpid(other, 0)[1]
+    try:
+        other_status = os.waitpid(other, 0)[1]
+    except ChildProcessError:  # mode "handler": its handler may reap it first
+        other_status = "ECHILD"
     report = {"result": result, "duration": duration, "waits": waits, "other": other_status}
     print(json.dumps(report), flush=True)
 

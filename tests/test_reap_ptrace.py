@@ -34,6 +34,7 @@ BLOCKED_IN = {
     "waitpid": {"230"},
     "accept": {"43", "288"},  # accept, accept4
     "pipe": {"0"},  # read
+    "handler": {"0"},
     "select": {"270", "23"},  # pselect6, select
     "epoll": {"232", "281"},  # epoll_wait, epoll_pwait
     "threads": {"230", "running"},  # the main thread spins or sleeps

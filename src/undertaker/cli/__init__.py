@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "tree": "tree",
     "status": "status",
     "run": "run",
+    "reap": "reap",
 }
 
 EXIT_PIPE_CLOSED = 128 + 13  # what a shell reports for a process killed by SIGPIPE

@@ -5,6 +5,8 @@ identity-checked pidfds (PID plus start time, held from check to action).
 
 - :func:`reap_via_ptrace` makes the live parent reap its zombies (one small
   module per architecture describes registers and the system call).
+- :mod:`undertaker.remedy.signals`: ``nudge`` (SIGCHLD to a parent with a
+  handler) and ``kill_parent`` (SIGTERM, grace, SIGKILL; who adopted).
 """
 
 from undertaker.remedy._errors import (
@@ -19,6 +21,7 @@ from undertaker.remedy.ptrace import (
     PtracePlan,
     PtraceResult,
     ZombieOutcome,
+    plan_for,
     plan_ptrace_reap,
     reap_via_ptrace,
 )
@@ -33,6 +36,7 @@ __all__ = [
     "PtraceResult",
     "ReapRefused",
     "ZombieOutcome",
+    "plan_for",
     "plan_ptrace_reap",
     "reap_via_ptrace",
 ]

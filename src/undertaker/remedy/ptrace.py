@@ -204,12 +204,29 @@ def plan_ptrace_reap(
     try:
         zombies.extend(_own_zombie(zpid, parent_pid) for zpid in dict.fromkeys(zombie_pids))
         parent = open_parent(zombies[0])
-        thread, arch = _check_traceable(parent, d_timeout)
+        return plan_for(parent, zombies, d_timeout)
     except BaseException:
         for target in [*zombies, *([parent] if parent else [])]:
             target.close()
         raise
-    return PtracePlan(parent, thread, zombies, arch)
+
+
+def plan_for(parent: Target, zombies: list[Zombie], d_timeout: float = 1.0) -> PtracePlan:
+    """Plan with targets identified earlier (their pidfds carry the identity over).
+
+    The plan shares the targets: closing it closes them.
+
+    Raises:
+        NotAZombie: a zombie is not a child of *parent*, or was reaped or replaced.
+        ParentGone, ParentRefused, NotPermitted: see :func:`reap_via_ptrace`.
+    """
+    for zombie in zombies:
+        if zombie.ppid != parent.pid:
+            raise NotAZombie(zombie.pid, f"its parent is {zombie.ppid}, not {parent.pid}")
+        if not zombie.same():
+            raise NotAZombie(zombie.pid, "reaped or replaced since the check")
+    thread, arch = _check_traceable(parent, d_timeout)
+    return PtracePlan(parent, thread, list(zombies), arch)
 
 
 def reap_via_ptrace(
@@ -342,9 +359,13 @@ def _as_error(plan: PtracePlan, report: dict[str, object]) -> Exception:
 def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -> dict[str, object]:
     """The helper's work: batches of injected wait4 calls, each within *max_stop*."""
     pending = list(zombies)
-    mem = -1
     fallback: int | None = None
     per_reap = 0.0
+    try:  # before the first stop when we may (root): the search costs milliseconds
+        mem = os.open(f"/proc/{plan.thread}/mem", os.O_RDONLY | os.O_CLOEXEC)
+        fallback = find_site(plan.thread, plan.arch, mem)
+    except OSError:
+        mem = -1  # only the tracer may read it: after the attach
     try:
         while pending:
             tracee = Tracee(plan.thread, plan.arch)
