@@ -7,7 +7,8 @@ loads nothing the others need.
 
 Exit codes: 0 nothing found, 1 zombies found (``ps``, ``tree``), 2 error,
 3 no zombies seen in an incomplete view (``ps``, ``tree``: hidepid, other
-users), 141 standard output closed early (as if killed by SIGPIPE).
+users), 4-9 a refusal of ``reap`` (see ``cli/_exit.py``), 141 standard output
+closed early (as if killed by SIGPIPE).
 """
 
 from __future__ import annotations

@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 
 WNOHANG = 1
 _PAUSE = 0.001  # seconds the parent runs between two attaches
+# A batch aims at this share of max_stop: the parent itself runs each injected
+# call, and on a loaded machine it may wait for a CPU while stopped.
+_SLACK = 0.9
 
 
 @dataclass
@@ -386,15 +389,16 @@ def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -
                     raise ParentRefused(plan.parent.pid, "no system call instruction found")
                 while pending:
                     zombie = pending[0]
-                    if answers and time.monotonic() - start + per_reap > max_stop:
-                        break  # this stop would last too long: the rest in the next one
+                    if answers and time.monotonic() - start + 2 * per_reap > _SLACK * max_stop:
+                        break  # one more reap and the detach would overrun: the rest next stop
                     began = time.monotonic()
                     pending.pop(0)
                     if zombie.alive():  # not reaped, so its PID still names it
                         answers[zombie.pid] = tracee.syscall(
                             site, plan.arch.wait4, zombie.pid, 0, WNOHANG, 0
                         )
-                    per_reap = max(per_reap * 0.9, time.monotonic() - began)
+                    took = time.monotonic() - began
+                    per_reap = took if not per_reap else 0.8 * per_reap + 0.2 * took
             finally:
                 try:
                     tracee.detach()
