@@ -41,10 +41,20 @@ def spin(stop_at, out):
     out.append(total == 4950 * count)
 
 
+HANDLED = [0]
+
+
+def _count(*_):
+    HANDLED[0] += 1
+
+
 def block(mode, listener):  # noqa: PLR0911  (one return per mode)
     """Run the blocking call of MODE; return what it returned, JSON-friendly."""
     if mode in ("sleep", "waitpid"):
         return time.sleep(PERIOD)
+    if mode == "signals":  # sleeps while SIGUSR1s arrive; returns how many ran
+        time.sleep(PERIOD)
+        return HANDLED[0]
     if mode == "handler":  # sleeps through SIGCHLDs (PEP 475) until stdin closes
         return os.read(0, 1).decode()
     if mode == "accept":
@@ -86,6 +96,8 @@ def main():
         os.read(keep_r, 1)
         os._exit(5)
     os.close(keep_r)
+    if mode == "signals":
+        signal.signal(signal.SIGUSR1, _count)
     if mode == "handler":
         # A handler that reaps one child per signal, and SIGCHLD blocked while
         # the children die: their signals coalesce into one, and zombies stay.

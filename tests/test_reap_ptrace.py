@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +35,7 @@ PARENT = str(Path(__file__).with_name("reap_parents.py"))
 BLOCKED_IN = {
     "sleep": {"230"},  # clock_nanosleep
     "waitpid": {"230"},
+    "signals": {"230"},
     "accept": {"43", "288"},  # accept, accept4
     "pipe": {"0"},  # read
     "handler": {"0"},
@@ -162,6 +166,45 @@ def test_busy_and_multithreaded_parents_compute_correctly(mode: str) -> None:
         report = p.result()
     assert report["result"] == [True] * (1 if mode == "busy" else 3)
     assert 0.99 <= report["duration"] < 1.5
+    _unharmed(report, p.zombies)
+
+
+def test_stopped_parent_stays_stopped_and_resumes() -> None:
+    """A SIGSTOPped parent is reaped for, stays stopped (T), and goes on after SIGCONT."""
+    with parent("sleep") as p:
+        os.kill(p.pid, signal.SIGSTOP)  # our own child, not reaped: the PID is safe
+        assert sleep_until(lambda: proc_state(p.pid) == "T")
+        result = reap_via_ptrace(p.pid, p.zombies)
+        assert result.reaped == p.zombies
+        assert proc_state(p.pid) == "T"
+        os.kill(p.pid, signal.SIGCONT)
+        report = p.result()
+    assert report["result"] is None
+    _unharmed(report, p.zombies)
+
+
+def test_signals_arriving_while_stopped_are_delivered_after() -> None:
+    """SIGUSR1s sent during the stops are held and delivered: the handler runs, the sleep ends."""
+    with parent("signals", 300) as p:
+        sent = threading.Event()
+
+        def pester() -> None:
+            while not sent.is_set():
+                os.kill(p.pid, signal.SIGUSR1)  # our own child, alive: the PID is safe
+                time.sleep(0.0002)
+
+        thread = threading.Thread(target=pester)
+        thread.start()
+        try:
+            result = reap_via_ptrace(p.pid, p.zombies, max_stop=0.001)
+        finally:
+            sent.set()
+            thread.join()
+        assert result.reaped == p.zombies
+        assert result.held_signals >= 1  # the path under test was taken
+        report = p.result()
+    assert report["result"] >= 1
+    assert 0.99 <= report["duration"] < 2.0
     _unharmed(report, p.zombies)
 
 

@@ -74,11 +74,14 @@ class PtraceResult:
         outcomes: one per zombie, in the order given.
         stops: how long each stop of the parent lasted, in seconds (from the
             interrupt request to the detach, an upper bound).
+        held_signals: signals that arrived while the parent was stopped; each
+            was held and delivered at the detach.
     """
 
     parent: int
     outcomes: list[ZombieOutcome]
     stops: list[float] = field(default_factory=list)
+    held_signals: int = 0
 
     @property
     def reaped(self) -> list[int]:
@@ -126,7 +129,7 @@ class PtracePlan:
         if not self.parent.same():
             raise ParentGone(self.parent.pid, "the parent exited or was replaced since the check")
         live = [z for z in self.zombies if z.same()]
-        answers, stops, error = _run_helper(self, live, max_stop, timeout)
+        answers, stops, held, error = _run_helper(self, live, max_stop, timeout)
         outcomes = []
         for z in self.zombies:
             ret = answers.get(z.pid)
@@ -145,7 +148,7 @@ class PtracePlan:
                 )
         if error is not None and not answers:
             raise error
-        return PtraceResult(self.parent.pid, outcomes, stops)
+        return PtraceResult(self.parent.pid, outcomes, stops, held)
 
     def close(self) -> None:
         """Close every pidfd the plan holds."""
@@ -272,7 +275,7 @@ def reap_via_ptrace(
 
 def _run_helper(
     plan: PtracePlan, zombies: list[Zombie], max_stop: float, timeout: float
-) -> tuple[dict[int, int], list[float], Exception | None]:
+) -> tuple[dict[int, int], list[float], int, Exception | None]:
     """Fork the tracer, read its report, kill it if it hangs."""
     read_end, write_end = os.pipe()
     # os.fork warns in a threaded process (3.12+); the child only calls
@@ -299,6 +302,7 @@ def _run_helper(
     os.close(write_end)
     answers: dict[int, int] = {}
     stops: list[float] = []
+    held = 0
     error: Exception | None = None
     try:
         lines = _read_lines(read_end, timeout)
@@ -317,7 +321,8 @@ def _run_helper(
             continue
         answers.update({int(k): v for k, v in report["answers"].items()})
         stops.append(report["stop"])
-    return answers, stops, error
+        held += report["held"]
+    return answers, stops, held, error
 
 
 def _read_lines(fd: int, timeout: float) -> list[str]:
@@ -404,7 +409,8 @@ def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -
                     tracee.detach()
                 finally:  # what was reaped is reported even when something failed
                     stop = time.monotonic() - start
-                    os.write(out, (json.dumps({"answers": answers, "stop": stop}) + "\n").encode())
+                    batch = {"answers": answers, "stop": stop, "held": len(tracee.signals)}
+                    os.write(out, (json.dumps(batch) + "\n").encode())
             if pending:
                 time.sleep(_PAUSE)
     finally:
