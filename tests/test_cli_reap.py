@@ -13,16 +13,10 @@ import sys
 from pathlib import Path
 
 from helpers import cli, needs_namespace, run_in_namespace
-from test_reap_ptrace import parent
+from test_reap_ptrace import _tracer_of, parent
 from undertaker.testing import ZombieLeader, ZombieParent, ZombieSpec, proc_state, sleep_until
 
 AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-
-
-def _tracer_pid(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        line = next(x for x in status if x.startswith("TracerPid:"))
-    return int(line.split()[1])
 
 
 def test_dry_run_changes_nothing(tmp_path: Path) -> None:
@@ -36,7 +30,7 @@ def test_dry_run_changes_nothing(tmp_path: Path) -> None:
             assert "exited 3" in done.stdout
             assert [proc_state(z) for z in zp.zombies] == ["Z", "Z"]
             assert proc_state(zp.pid) == "S"
-            assert _tracer_pid(zp.pid) == 0
+            assert _tracer_of(zp.pid) == 0
         assert "1 live child(ren) would be orphaned" in done.stdout or method == "auto"
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert [e["action"] for e in entries] == ["ptrace", "kill-parent", "ptrace"]

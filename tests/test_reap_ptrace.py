@@ -26,6 +26,7 @@ from undertaker.remedy import (
     LiveZombieLeader,
     NotAZombie,
     ParentRefused,
+    plan_ptrace_reap,
     reap_via_ptrace,
 )
 from undertaker.testing import ZombieLeader, ZombieParent, ZombieSpec, proc_state, sleep_until
@@ -327,3 +328,44 @@ def test_zombie_replaced_under_the_same_pid_is_not_reaped() -> None:
     assert report["newcomer_code"] == 9 << 8  # really another zombie under that PID
     assert report["outcome"] == [False, "gone or replaced before"]
     assert report["after"] == "Z"
+
+
+FREEZER = "/sys/fs/cgroup/freezer"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.path.isdir(FREEZER), reason="needs root and the v1 freezer"
+)
+def test_a_parent_that_cannot_stop_is_refused_and_left_running() -> None:
+    """A frozen parent (D) is refused; forced past the check, the tracer gives up and lets go.
+
+    The hazard: a tracer that gave up but stayed attached would freeze the
+    parent in 't' as soon as it thawed. Killing the helper detaches it.
+    """
+    group = f"{FREEZER}/undertaker-test-{os.getpid()}"
+    os.mkdir(group)
+    try:
+        with ZombieParent([ZombieSpec(code=3)]) as zp:
+            Path(group, "cgroup.procs").write_text(str(zp.pid))
+            plan = plan_ptrace_reap(zp.pid, zp.zombies)  # checked while it could stop
+            try:
+                Path(group, "freezer.state").write_text("FROZEN")
+                assert sleep_until(lambda: proc_state(zp.pid) == "D")
+                with pytest.raises(ParentRefused, match="uninterruptible sleep"):
+                    reap_via_ptrace(zp.pid, zp.zombies)
+                with pytest.raises(ParentRefused, match=r"did not stop within 1\.0 s"):
+                    plan.execute(timeout=1.0)
+            finally:
+                plan.close()
+                Path(group, "freezer.state").write_text("THAWED")
+                Path(FREEZER, "cgroup.procs").write_text(str(zp.pid))
+            assert sleep_until(lambda: proc_state(zp.pid) == "S")
+            assert _tracer_of(zp.pid) == 0
+            assert proc_state(zp.zombies[0]) == "Z"
+    finally:
+        os.rmdir(group)
+
+
+def _tracer_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(x for x in status if x.startswith("TracerPid:")).split()[1])

@@ -304,11 +304,14 @@ def _run_helper(
     stops: list[float] = []
     held = 0
     error: Exception | None = None
+    finished = False
     try:
-        lines = _read_lines(read_end, timeout)
+        lines, finished = _read_lines(read_end, timeout)
     finally:
         os.close(read_end)
-        if not _reap_helper(pid, timeout):
+        # A helper that stopped reporting is stuck (the parent never stopped):
+        # give it only a moment before killing it.
+        if not _reap_helper(pid, timeout if finished else 0.05):
             error = ParentRefused(
                 plan.parent.pid, f"the parent did not stop within {timeout} s (state D?)"
             )
@@ -325,18 +328,20 @@ def _run_helper(
     return answers, stops, held, error
 
 
-def _read_lines(fd: int, timeout: float) -> list[str]:
-    """Read newline-ended reports until EOF; give up after *timeout* without progress."""
+def _read_lines(fd: int, timeout: float) -> tuple[list[str], bool]:
+    """Read newline-ended reports until EOF (True) or *timeout* without progress (False)."""
     data = b""
+    finished = False
     while True:
         ready, _, _ = select.select([fd], [], [], timeout)
         if not ready:
             break
         chunk = os.read(fd, 65536)
         if not chunk:
+            finished = True
             break
         data += chunk
-    return [line for line in data.decode().split("\n") if line]
+    return [line for line in data.decode().split("\n") if line], finished
 
 
 def _reap_helper(pid: int, timeout: float) -> bool:
