@@ -168,6 +168,26 @@ def test_unprivileged_ptrace_is_refused_with_the_reason() -> None:
         assert proc_state(zp.zombies[0]) == "Z"
 
 
+# Shared by the namespace scripts: a parent P of two zombies (exit 3 and 4)
+# that lives until PID 1 closes its end of the pipe w.
+_PARENT_WITH_TWO_ZOMBIES = r"""
+r, w = os.pipe()
+p = os.fork()
+if p == 0:
+    os.close(w)
+    for code in (3, 4):
+        if os.fork() == 0:
+            os._exit(code)
+    os.read(r, 1)
+    os._exit(0)
+os.close(r)
+def zombies_of(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as kids:
+        return [k for k in kids.read().split() if proc_state(int(k)) == "Z"]
+sleep_until(lambda: len(zombies_of(p)) == 2)
+"""
+
+
 # PID 1 of a private namespace, with zombies of its own and a parent with zombies.
 _NS = r"""
 import json, os, subprocess, sys, time
@@ -181,23 +201,14 @@ run = lambda *a: subprocess.run([sys.executable, "-m", "undertaker", "reap", *a]
 out = {}
 out["init_kill"] = run(str(mine), "--method", "kill-parent", "--yes").returncode
 out["init_ptrace"] = run(str(mine), "--method", "ptrace", "--yes").returncode
-r, w = os.pipe()
-p = os.fork()
-if p == 0:
-    os.close(w)
-    for code in (3, 4):
-        if os.fork() == 0:
-            os._exit(code)
-    os.read(r, 1)
-    os._exit(0)
-time.sleep(0.2)
+PARENT_WITH_TWO_ZOMBIES
 done = run("--all", "--method", "ptrace", "--yes")
 out["all_rc"] = done.returncode
 out["all_out"] = done.stdout
 os.close(w)
 os.waitpid(p, 0)
 print(json.dumps(out))
-"""
+""".replace("PARENT_WITH_TWO_ZOMBIES\n", _PARENT_WITH_TWO_ZOMBIES)
 
 
 @needs_namespace
@@ -210,3 +221,49 @@ def test_pid_1_is_refused_and_all_reaps_the_rest() -> None:
     assert out["init_ptrace"] == 8
     assert out["all_rc"] == 8  # PID 1's own zombie is still refused
     assert "reaped 2 of 2" in out["all_out"]
+
+
+# Runs under `undertaker run` as PID 1 of a private namespace: it adopts and
+# reaps orphans, so the zombies of a killed parent must be reaped by it.
+_ADOPT = r"""
+import os, subprocess, sys, time
+from undertaker.testing import proc_state, sleep_until
+PARENT_WITH_TWO_ZOMBIES
+done = subprocess.run([sys.executable, "-m", "undertaker", "reap", "--parent", str(p),
+                       "--method", "kill-parent", "--yes", "--grace", "2"],
+                      capture_output=True, text=True)
+print(done.returncode)
+print(done.stdout)
+os.waitpid(p, 0)
+""".replace("PARENT_WITH_TWO_ZOMBIES\n", _PARENT_WITH_TWO_ZOMBIES)
+
+
+@needs_namespace
+def test_kill_parent_zombies_are_adopted_and_reaped_by_init() -> None:
+    """Under a reaping init (undertaker run as PID 1) the killed parent's zombies are reaped."""
+    done = subprocess.run(
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            sys.executable,
+            "-m",
+            "undertaker",
+            "run",
+            "--",
+            sys.executable,
+            "-c",
+            _ADOPT,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    status, _, out = done.stdout.partition("\n")
+    assert status == "0", out
+    assert "sent SIGTERM to" in out
+    assert "2 of 2 zombie(s) reaped after adoption" in out
+    assert out.count(", reaped") == 2

@@ -230,7 +230,8 @@ def _do_kill(
     )
     for z in zombies:
         adopter = outcome.adopters.get(z.pid)
-        seen = f"adopted by {adopter}" if adopter else "adopted (adopter not seen)"
+        # A reaping init takes microseconds: the new parent is then not seen.
+        seen = f"adopted by {adopter}" if adopter else "adopted by init or a subreaper"
         done = "reaped" if z.pid in outcome.reaped else "NOT reaped yet: its adopter does not wait"
         print(f"  {z.pid:>7}  {seen}, {done}")
     log.write(
