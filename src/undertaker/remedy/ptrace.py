@@ -25,6 +25,7 @@ import errno
 import json
 import os
 import select
+import signal
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -143,9 +144,8 @@ class PtracePlan:
                     ZombieOutcome(z.pid, z.status, reaped=False, detail="gone or replaced before")
                 )
             else:
-                outcomes.append(
-                    ZombieOutcome(z.pid, z.status, reaped=False, detail="not attempted")
-                )
+                why = f"not attempted: {error}" if error else "not attempted"
+                outcomes.append(ZombieOutcome(z.pid, z.status, reaped=False, detail=why))
         if error is not None and not answers:
             raise error
         return PtraceResult(self.parent.pid, outcomes, stops, held)
@@ -283,22 +283,12 @@ def _run_helper(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         pid = os.fork()
-    if pid == 0:  # the helper
-        os.close(read_end)
-        code = 0
+    if pid == 0:  # the helper: whatever happens, it never returns into the caller
         try:
-            report = _trace(plan, zombies, max_stop, write_end)
-        except BaseException as err:  # noqa: BLE001  (reported to the caller, then exit)
-            report = {
-                "error": type(err).__name__,
-                "errno": getattr(err, "errno", None),
-                "message": str(err),
-            }
-            code = 1
-        try:
-            os.write(write_end, (json.dumps(report) + "\n").encode())
+            os.close(read_end)
+            _helper(plan, zombies, max_stop, write_end)
         finally:
-            os._exit(code)
+            os._exit(1)
     os.close(write_end)
     answers: dict[int, int] = {}
     stops: list[float] = []
@@ -326,6 +316,29 @@ def _run_helper(
         stops.append(report["stop"])
         held += report["held"]
     return answers, stops, held, error
+
+
+def _helper(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -> None:
+    """Run the batches in the forked helper, report, and exit."""
+    # A terminal's ^C or a group kill must not end it between setting the
+    # injection frame and restoring the parent's registers; the caller still
+    # can (SIGKILL) when it stops reporting.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
+    code = 0
+    try:
+        report = _trace(plan, zombies, max_stop, out)
+    except BaseException as err:  # noqa: BLE001  (reported to the caller, then exit)
+        report = {
+            "error": type(err).__name__,
+            "errno": getattr(err, "errno", None),
+            "message": str(err),
+        }
+        code = 1
+    try:
+        os.write(out, (json.dumps(report) + "\n").encode())
+    finally:
+        os._exit(code)
 
 
 def _read_lines(fd: int, timeout: float) -> tuple[list[str], bool]:
