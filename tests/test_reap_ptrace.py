@@ -243,12 +243,13 @@ def test_a_zombie_leader_is_refused() -> None:
 
 
 def test_a_traced_parent_is_refused() -> None:
-    """A parent someone already traces (here: a tracer we start) is refused, untouched."""
+    """A parent someone already traces (a tracer we start) is refused, even after the check."""
     tracer_code = (
         "import sys; from undertaker.remedy._ptrace import ptrace, PTRACE_SEIZE;"
         "ptrace(PTRACE_SEIZE, int(sys.argv[1])); print('ok', flush=True); sys.stdin.read()"
     )
     with ZombieParent([ZombieSpec(code=2)]) as zp:
+        plan = plan_ptrace_reap(zp.pid, zp.zombies)  # checked before the debugger came
         tracer = subprocess.Popen(
             [sys.executable, "-c", tracer_code, str(zp.pid)],
             stdin=subprocess.PIPE,
@@ -260,8 +261,11 @@ def test_a_traced_parent_is_refused() -> None:
             assert tracer.stdout.readline() == "ok\n"
             with pytest.raises(ParentRefused, match="already traced"):
                 reap_via_ptrace(zp.pid, zp.zombies)
+            with pytest.raises(ParentRefused, match="already traced"):
+                plan.execute()  # the kernel's EPERM, explained by TracerPid
             assert proc_state(zp.zombies[0]) == "Z"
         finally:
+            plan.close()
             assert tracer.stdin is not None
             tracer.stdin.close()
             tracer.wait(10)
@@ -369,3 +373,54 @@ def test_a_parent_that_cannot_stop_is_refused_and_left_running() -> None:
 def _tracer_of(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         return int(next(x for x in status if x.startswith("TracerPid:")).split()[1])
+
+
+# A parent whose main thread has exited (a zombie leader) while another thread
+# lives on; that thread later waits for the zombie child and reports.
+_LEADER_PARENT = r"""
+import ctypes, os, sys, threading
+z = os.fork()
+if z == 0:
+    os._exit(8)
+def live():
+    sys.stdin.readline()
+    try:
+        os.waitpid(z, 0)
+        print("waited", flush=True)
+    except ChildProcessError:
+        print("ECHILD", flush=True)
+    os._exit(0)
+threading.Thread(target=live).start()
+print(os.getpid(), z, flush=True)
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def test_parent_whose_main_thread_exited_is_traced_through_a_live_thread() -> None:
+    """A zombie-leader parent cannot stop; its live thread is attached and reaps for the group."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LEADER_PARENT],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        pid, zombie = map(int, proc.stdout.readline().split())
+        assert sleep_until(lambda: proc_state(pid) == "Z" and proc_state(zombie) == "Z")
+        result = reap_via_ptrace(pid, [zombie])
+        assert result.reaped == [zombie]
+        assert str(result.outcomes[0].status) == "exited 8"
+        assert proc_state(zombie) is None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "ECHILD\n"
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # our own child, not reaped: the PID is safe
+        proc.wait(10)
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()

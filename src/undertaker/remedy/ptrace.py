@@ -30,6 +30,8 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+from undertaker._errors import AccessDenied, NoSuchProcess
+from undertaker.proc._read import read_status
 from undertaker.remedy._arch import Arch, for_machine
 from undertaker.remedy._checks import check_may_ptrace, check_parent, ptrace_requirement
 from undertaker.remedy._errors import NotAZombie, NotPermitted, ParentGone, ParentRefused
@@ -376,6 +378,12 @@ def _as_error(plan: PtracePlan, report: dict[str, object]) -> Exception:
     if report["error"] == "ParentGone":
         return ParentGone(pid, str(report["message"]).rsplit(" (pid=", 1)[0])
     if report["errno"] == errno.EPERM:
+        try:  # a debugger may have attached since the check: that is EPERM too
+            tracer = read_status(pid).tracer_pid
+        except (NoSuchProcess, AccessDenied):
+            tracer = 0
+        if tracer:
+            return ParentRefused(pid, f"the parent is already traced by PID {tracer}")
         return NotPermitted(pid, f"ptrace refused: {ptrace_requirement()}")
     if report["errno"] == errno.ESRCH:
         return ParentGone(pid, "the parent exited before it could be attached")
