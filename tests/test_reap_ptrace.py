@@ -424,3 +424,67 @@ def test_parent_whose_main_thread_exited_is_traced_through_a_live_thread() -> No
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 pipe.close()
+
+
+# PID 1 of a private namespace. After the checks, parent P exits and a
+# newcomer takes its PID (ns_last_pid); neither remedy may touch the newcomer.
+_PARENT_REUSE = r"""
+import json, os, signal
+from undertaker.remedy import ParentGone, plan_ptrace_reap
+from undertaker.remedy._target import Target
+from undertaker.remedy.signals import kill_parent
+from undertaker.testing import proc_state, sleep_until
+r, w = os.pipe()
+p = os.fork()
+if p == 0:
+    os.close(w)
+    if os.fork() == 0:
+        os._exit(7)
+    os.read(r, 1)
+    os._exit(0)
+kids = lambda: open(f"/proc/{p}/task/{p}/children").read().split()
+sleep_until(lambda: bool(kids()))
+z = int(kids()[0])
+sleep_until(lambda: proc_state(z) == "Z")
+plan = plan_ptrace_reap(p, [z])
+old = Target.open(p)
+os.close(w)                                   # P exits; Z comes to us
+os.waitpid(p, 0)
+sleep_until(lambda: proc_state(z) == "Z")
+os.waitpid(z, 0)
+with open("/proc/sys/kernel/ns_last_pid", "w") as last:
+    last.write(str(p - 1))
+r2, w2 = os.pipe()
+newcomer = os.fork()
+if newcomer == 0:
+    os.close(w2)
+    os.read(r2, 1)
+    os._exit(0)
+out = {"same_pid": newcomer == p}
+for name, act in (("ptrace", plan.execute), ("kill", lambda: kill_parent(old, [], 0.1))):
+    try:
+        act()
+        out[name] = "acted"
+    except ParentGone as err:
+        out[name] = err.reason
+status = open(f"/proc/{p}/status").read()
+out["tracer"] = [l for l in status.splitlines() if l.startswith("TracerPid")][0].split()[1]
+out["state"] = proc_state(p)
+os.close(w2)
+out["newcomer_exit"] = os.waitpid(newcomer, 0)[1]
+print(json.dumps(out))
+"""
+
+
+@needs_namespace
+def test_parent_replaced_under_the_same_pid_is_not_touched() -> None:
+    """Parent PID reused (ns_last_pid): neither ptrace nor kill-parent acts on the newcomer."""
+    done = run_in_namespace(_PARENT_REUSE)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["same_pid"] is True  # the newcomer really has the old parent's PID
+    assert "replaced" in out["ptrace"]
+    assert "replaced" in out["kill"]
+    assert out["tracer"] == "0"
+    assert out["state"] == "S"
+    assert out["newcomer_exit"] == 0  # it ended by itself: no SIGTERM reached it
