@@ -268,6 +268,12 @@ HANDLERS: dict[
 
 def _treat(ppid: int, zombies: list[Zombie], args: argparse.Namespace, log: ActionLog) -> int:
     """Apply the methods to one parent's zombies; return the exit status for them."""
+    if ppid == 0:  # the kernel shows 0 for a parent outside our PID namespace
+        for zombie in zombies:
+            zombie.close()
+        err = ParentRefused(zombies[0].pid, "its parent is outside our PID namespace")
+        print(f"undertaker reap: {err}", file=sys.stderr)
+        return EXIT_PARENT_REFUSED
     try:
         parent = open_parent(zombies[0])
     except ParentGone as err:
