@@ -486,5 +486,5 @@ def test_parent_replaced_under_the_same_pid_is_not_touched() -> None:
     assert "replaced" in out["ptrace"]
     assert "replaced" in out["kill"]
     assert out["tracer"] == "0"
-    assert out["state"] == "S"
+    assert out["state"] in {"S", "R"}  # running or waiting on its pipe, never stopped
     assert out["newcomer_exit"] == 0  # it ended by itself: no SIGTERM reached it
