@@ -12,6 +12,7 @@ RESULT line (JSON) and exits 0. Nothing here knows it is being traced. Mode
 lost the coalesced signals of the others.
 """
 
+import ctypes
 import json
 import os
 import select
@@ -42,6 +43,11 @@ def spin(stop_at, out):
 
 
 HANDLED = [0]
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+class Timespec(ctypes.Structure):
+    _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
 
 
 def _count(*_):
@@ -52,6 +58,9 @@ def block(mode, listener):  # noqa: PLR0911  (one return per mode)
     """Run the blocking call of MODE; return what it returned, JSON-friendly."""
     if mode in ("sleep", "waitpid"):
         return time.sleep(PERIOD)
+    if mode == "nanosleep":  # a relative sleep: the kernel resumes it via restart_syscall
+        ret = LIBC.nanosleep(ctypes.byref(Timespec(1, 0)), None)
+        return [ret, ctypes.get_errno()]
     if mode == "signals":  # sleeps while SIGUSR1s arrive; returns how many ran
         time.sleep(PERIOD)
         return HANDLED[0]
