@@ -60,3 +60,21 @@ def cli_json(*args: str) -> tuple[int, Any]:
     done = cli(*args, "--json")
     assert done.stderr == "", done.stderr
     return done.returncode, json.loads(done.stdout)
+
+
+def run_json_script(
+    script: Path, *args: str, prefix: tuple[str, ...] = (), timeout: float = 120
+) -> Any:
+    """Run a scenario script in a fresh interpreter (after *prefix*, e.g. unshare).
+
+    It must exit 0 and print one JSON object as its last line, which is returned.
+    """
+    done = subprocess.run(
+        [*prefix, sys.executable, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])

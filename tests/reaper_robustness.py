@@ -37,6 +37,13 @@ def make_orphan(life: float, code: int) -> int:
     return int(maker.stdout)
 
 
+def adopted(reaper: Reaper) -> list[int]:
+    """The children this Reaper holds proven adopted now (under its lock)."""
+    with reaper._lock:
+        children = reaper._orphans.children() if reaper._orphans else []
+    return [c.pid for c in children if c.verdict.kind == "adopted"]
+
+
 def fork_copies(count: int) -> dict[str, object]:
     """Fork while the reaper thread is busy; the child's copy must be inert and never hang."""
     hung = broken = 0
@@ -150,10 +157,10 @@ def orphan_running_at_stop() -> dict[str, object]:
     """stop() while an adopted orphan runs: it must not end as a zombie nobody reaps."""
     with Reaper(events=False, interval=0.05) as reaper:
         orphan = make_orphan(0.8, 4)
-        adopted = sleep_until(lambda: bool(reaper._orphans and reaper._orphans.adopted_alive()), 3)
+        was_adopted = sleep_until(lambda: bool(adopted(reaper)), 3)
     state_at_stop = proc_state(orphan)
     gone = sleep_until(lambda: proc_state(orphan) is None, 5)
-    return {"adopted": adopted, "at_stop": state_at_stop, "reaped_later": gone}
+    return {"adopted": was_adopted, "at_stop": state_at_stop, "reaped_later": gone}
 
 
 def c_handler() -> dict[str, object]:
@@ -179,7 +186,7 @@ def claim_identity() -> dict[str, object]:
     """A claim ends with its process: a later orphan reusing the PID is reaped (PID 1 here)."""
     with Reaper(interval=0.05) as reaper:
         first = make_orphan(0.5, 5)
-        sleep_until(lambda: bool(reaper._orphans and reaper._orphans.adopted_alive()), 3)
+        sleep_until(lambda: bool(adopted(reaper)), 3)
         reaper.claim(first)
         sleep_until(lambda: proc_state(first) == "Z", 5)
         time.sleep(0.3)  # several passes: a claimed orphan stays for its claimant

@@ -46,7 +46,7 @@ def test_every_option_parses() -> None:
         [
             "-g", "-r", "TERM:QUIT", "--rewrite=USR1:0", "--term-delay", "1.5s",
             "-e", "143", "-e130", "--grace", "250ms", "--kill-orphans", "-p", "SIGUSR2",
-            "--log-reaped", "--no-subreaper", "--", "x",
+            "--log-reaped", "--no-subreaper", "--no-drain", "-v", "--", "x",
         ],
         {},
     )  # fmt: skip
@@ -59,6 +59,8 @@ def test_every_option_parses() -> None:
     assert options.pdeathsig == 12
     assert options.log_reaped
     assert not options.subreaper
+    assert not options.drain
+    assert options.verbose
 
 
 def test_every_environment_variable_parses_and_the_command_line_wins() -> None:
@@ -73,6 +75,8 @@ def test_every_environment_variable_parses_and_the_command_line_wins() -> None:
         "UNDERTAKER_PDEATHSIG": "TERM",
         "UNDERTAKER_LOG_REAPED": "true",
         "UNDERTAKER_SUBREAPER": "0",
+        "UNDERTAKER_DRAIN": "off",
+        "UNDERTAKER_VERBOSE": "1",
     }
     options = parse_options(["--grace", "3", "--", "x"], env)
     assert options.process_group
@@ -84,6 +88,8 @@ def test_every_environment_variable_parses_and_the_command_line_wins() -> None:
     assert options.pdeathsig == 15
     assert options.log_reaped
     assert not options.subreaper
+    assert not options.drain
+    assert options.verbose
 
 
 def test_every_flag_has_a_command_line_way_back() -> None:
@@ -93,13 +99,17 @@ def test_every_flag_has_a_command_line_way_back() -> None:
         "UNDERTAKER_KILL_ORPHANS": "1",
         "UNDERTAKER_LOG_REAPED": "1",
         "UNDERTAKER_SUBREAPER": "0",
+        "UNDERTAKER_DRAIN": "0",
+        "UNDERTAKER_VERBOSE": "1",
     }
-    argv = ["--no-process-group", "--no-kill-orphans", "--no-log-reaped", "--subreaper", "x"]
-    options = parse_options(argv, env)
+    argv = ["--no-process-group", "--no-kill-orphans", "--no-log-reaped", "--subreaper"]
+    options = parse_options([*argv, "--drain", "--no-verbose", "x"], env)
     assert not options.process_group
     assert not options.kill_orphans
     assert not options.log_reaped
     assert options.subreaper
+    assert options.drain
+    assert not options.verbose
     assert parse_options(["--no-kill-orphans", "--kill-orphans", "x"], {}).kill_orphans  # last wins
 
 
@@ -206,6 +216,15 @@ def test_malformed_rewrites_are_rejected_with_one_line_and_status_2(text: str) -
         (["--grace", "\u0661\u0660s", "--", "true"], {}, "--grace: not a duration"),
         ([], {"UNDERTAKER_PDEATHSIG": "²"}, "UNDERTAKER_PDEATHSIG: unknown signal"),
         ([], {"UNDERTAKER_REMAP_EXIT": "1,²"}, "UNDERTAKER_REMAP_EXIT: not an exit status"),
+        # 32 and 33 are glibc's (SIGRTMIN is 34), refused like RTMIN-1.
+        (["-r", "15:32", "--", "true"], {}, "-r '15:32': signal 32 is reserved by the C library"),
+        (["-r", "33:TERM", "--", "true"], {}, "-r '33:TERM': signal 33 is reserved"),
+        (["-r", "TERM:RTMIN-1", "--", "true"], {}, "real-time signal out of range"),
+        (["-p", "32", "--", "true"], {}, "-p: signal 32 is reserved by the C library"),
+        ([], {"UNDERTAKER_PDEATHSIG": "33"}, "UNDERTAKER_PDEATHSIG: signal 33 is reserved"),
+        ([], {"UNDERTAKER_REWRITE": "32:0"}, "UNDERTAKER_REWRITE '32:0': signal 32 is reserved"),
+        ([], {"UNDERTAKER_DRAIN": "never"}, "UNDERTAKER_DRAIN: expected 1 or 0"),
+        (["--version=1"], {}, "option --version takes no value"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(
@@ -237,6 +256,7 @@ def test_help_lists_every_option_and_environment_variable() -> None:
         "--process-group", "--rewrite", "--term-delay", "--remap-exit", "--grace",
         "--kill-orphans", "--pdeathsig", "--log-reaped", "--no-subreaper", "--help",
         "--no-process-group", "--no-kill-orphans", "--no-log-reaped", "--subreaper",
+        "--no-drain", "--drain", "--verbose", "--no-verbose", "--version",
     ]:  # fmt: skip
         assert spelling in options_part
     from undertaker.init import _options  # noqa: PLC0415

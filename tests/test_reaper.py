@@ -6,26 +6,18 @@ naive handler or a stolen status can never corrupt the test session itself.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from helpers import run_json_script
 
 SCENARIOS = Path(__file__).with_name("reaper_scenarios.py")
 
 
-def scenario(*args: str, timeout: float = 90) -> dict:  # type: ignore[type-arg]
-    done = subprocess.run(
-        [sys.executable, str(SCENARIOS), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+def scenario(*args: str, timeout: float = 90) -> Any:
+    return run_json_script(SCENARIOS, *args, timeout=timeout)
 
 
 @pytest.mark.smoke

@@ -7,28 +7,22 @@ test session itself.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from helpers import needs_namespace
+from helpers import needs_namespace, run_json_script
 from undertaker._control_errors import NotSupported
 from undertaker._errors import AccessDenied
 
 HERE = Path(__file__).parent
 
 
-def run(script: str, *args: str, namespace: bool = False, timeout: float = 120) -> dict:  # type: ignore[type-arg]
-    argv = [sys.executable, str(HERE / script), *args]
-    if namespace:
-        argv = ["unshare", "--pid", "--fork", "--mount-proc", *argv]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+def run(script: str, *args: str, namespace: bool = False, timeout: float = 120) -> Any:
+    prefix = ("unshare", "--pid", "--fork", "--mount-proc") if namespace else ()
+    return run_json_script(HERE / script, *args, prefix=prefix, timeout=timeout)
 
 
 def connector_available() -> bool:

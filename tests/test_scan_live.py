@@ -123,7 +123,7 @@ def test_a_process_gone_between_listing_and_reading_is_skipped() -> None:
     os.waitpid(pid, 0)  # gone now, as if it exited mid-scan
     dir_fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
     try:
-        table, unreadable, vanished = _read_table(
+        table, _, unreadable, vanished = _read_table(
             [str(pid), str(os.getpid())], dir_fd, 0.0, owners=True
         )
     finally:

@@ -102,7 +102,12 @@ class HandOvers:
 
 
 def report(done: Done, history: deque[Reaped], on_reap: Callable[[Reaped], None] | None) -> None:
-    """Record what a pass collected and call back; a failing callback must not stop us."""
+    """Record what a pass collected and call back; a failing callback must not stop us.
+
+    An exception is printed and the next callback runs; a ``SystemExit`` or
+    the like is raised again once every record is in ``history``.
+    """
+    fatal: BaseException | None = None
     for record, pid, on_exit in done:
         if record is not None:
             history.append(record)
@@ -113,3 +118,7 @@ def report(done: Done, history: deque[Reaped], on_reap: Callable[[Reaped], None]
                 on_reap(record)
         except Exception:  # noqa: BLE001  (report and carry on reaping)
             sys.excepthook(*sys.exc_info())
+        except BaseException as err:  # noqa: BLE001  (after the others are recorded)
+            fatal = fatal or err
+    if fatal is not None:
+        raise fatal

@@ -30,11 +30,11 @@ import os
 import time
 from typing import TYPE_CHECKING, NamedTuple
 
-from undertaker.proc import parse_stat
-from undertaker.proc._stat import StatFields, StatParseError
+from undertaker._identity import Key, observe
 
 if TYPE_CHECKING:
     from undertaker.proc._connector import ProcEvents
+    from undertaker.proc._stat import StatFields
 
 OWN = "own"
 ADOPTED = "adopted"
@@ -55,23 +55,13 @@ class Verdict(NamedTuple):
 class Child(NamedTuple):
     """One child of ours as classified: its identity and its verdict."""
 
-    pid: int
-    start_ticks: int
+    key: Key  # (pid, start ticks, pidfs inode): see _identity
     verdict: Verdict
 
-
-def read_stat(pid: int) -> StatFields | None:
-    """Parse ``/proc/PID/stat``, or None if the process is gone or hidden."""
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        return parse_stat(os.read(fd, 4096))
-    except (OSError, StatParseError):
-        return None
-    finally:
-        os.close(fd)
+    @property
+    def pid(self) -> int:
+        """The child's PID."""
+        return self.key[0]
 
 
 def children_of(pid: int) -> list[int]:
@@ -88,6 +78,25 @@ def children_of(pid: int) -> list[int]:
         except OSError:
             continue  # the thread ended, or we may not look
     return found
+
+
+def _boot_offset_ns() -> int:
+    """What to add to a fork event's stamp to compare it with ``stat`` start times.
+
+    The kernel stamps events with the host's CLOCK_MONOTONIC; ``stat`` shows
+    start times on CLOCK_BOOTTIME as this time namespace sees it. Inside a
+    time namespace our clocks carry its offsets: take the monotonic one back out.
+    """
+    offset = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
+    try:
+        with open("/proc/self/timens_offsets", "rb") as offsets:
+            for line in offsets:
+                name, seconds, nanoseconds = line.split()
+                if name == b"monotonic":
+                    offset += int(seconds) * 1_000_000_000 + int(nanoseconds)
+    except (OSError, ValueError):
+        pass  # no time namespaces here (before Linux 5.6): no offset to undo
+    return offset
 
 
 def _boot_ticks() -> int:
@@ -117,18 +126,16 @@ class Lineage:
         self._sids = {os.getsid(0)}
         self._born_after = _boot_ticks() + 1  # the session evidence holds only after this
         self._verdicts: dict[int, Child] = {}
-        self._sighted: dict[int, tuple[int, int]] = {}  # pid -> (start, parent), latest walk
-        self._sighted_before: dict[int, tuple[int, int]] = {}  # the walk before
+        self._sighted: dict[Key, int] = {}  # process -> its parent then, latest walk
+        self._sighted_before: dict[Key, int] = {}  # the walk before
         self._events = events
         self._forks: dict[int, tuple[int, int]] = {}  # pid -> (forker's tgid, start ticks)
         self._dead: dict[int, float] = {}  # pid -> when it exited as another's child
         self._hz = os.sysconf("SC_CLK_TCK")
-        # Events are stamped with CLOCK_MONOTONIC, start times with CLOCK_BOOTTIME.
-        self._boot_offset_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
         self._walk_share = walk_share
         self._max_walk = max_walk
         self._next_walk = 0.0
-        self.events_lost = 0  # times the kernel dropped events because our buffer was full
+        self.events_lost = 0  # batches of events the kernel dropped (our buffer was full)
         self.walk_seconds = 0.0  # how long the latest walk took
 
     def update(self, children: dict[int, int], adopter: int) -> list[Child]:
@@ -142,16 +149,18 @@ class Lineage:
         self._read_events()
         current: dict[int, Child] = {}
         for pid, tid in children.items():
-            known = self._verdicts.get(pid)
-            if known is not None and known.verdict.kind != UNKNOWN:
-                current[pid] = known
-                continue
-            fields = read_stat(pid)
-            if fields is None or fields.ppid != self._me:
+            # Every pass: a verdict belongs to a process, and the PID may name
+            # a newer one since (reaped by its owner, reused by a fork).
+            seen = observe(pid)
+            if seen is None or seen[0].ppid != self._me:
                 continue  # reaped (and maybe reused) since the listing
-            if known is not None and known.start_ticks != fields.start_ticks:
-                known = None  # the PID was reused
-            current[pid] = Child(pid, fields.start_ticks, self._judge(pid, tid, adopter, fields))
+            fields, ino = seen
+            key = (pid, fields.start_ticks, ino)
+            known = self._verdicts.get(pid)
+            if known is not None and known.key == key and known.verdict.kind != UNKNOWN:
+                current[pid] = known
+            else:
+                current[pid] = Child(key, self._judge(key, tid, adopter, fields))
         self._verdicts = current
         self._maybe_walk(list(children))
         return list(current.values())
@@ -161,14 +170,14 @@ class Lineage:
         self._verdicts.pop(pid, None)
         self._forks.pop(pid, None)
 
-    def _judge(self, pid: int, tid: int, adopter: int, fields: StatFields) -> Verdict:
-        start = fields.start_ticks
+    def _judge(self, key: Key, tid: int, adopter: int, fields: StatFields) -> Verdict:
+        pid, start, _ = key
         if tid != adopter:
             return Verdict(OWN, f"filed under thread {tid}, which forked it")
         for sighted in (self._sighted, self._sighted_before):
-            seen = sighted.get(pid)
-            if seen is not None and seen[0] == start:
-                return Verdict(ADOPTED, f"seen earlier as a child of PID {seen[1]}")
+            parent = sighted.get(key)
+            if parent is not None:
+                return Verdict(ADOPTED, f"seen earlier as a child of PID {parent}")
         if start > self._born_after and fields.sid not in self._sids and fields.sid != pid:
             return Verdict(ADOPTED, f"born in session {fields.sid}, never this process's")
         fork = self._forks.get(pid)
@@ -184,9 +193,10 @@ class Lineage:
         forks, exits, lost = self._events.read()
         self.events_lost += lost
         scale = self._hz / 1e9
+        offset = _boot_offset_ns()  # again each time: a suspend moves it
         for fork in forks:
             if fork.child_pid == fork.child_tgid:  # a process, not a thread
-                ticks = int((fork.timestamp_ns + self._boot_offset_ns) * scale)
+                ticks = int((fork.timestamp_ns + offset) * scale)
                 self._forks[fork.child_pid] = (fork.parent_tgid, ticks)
         # A process that exits as another's child may still become ours, as a
         # zombie, when that parent exits too (a subshell's `(exit 5) &`): keep its
@@ -210,19 +220,19 @@ class Lineage:
         now = time.monotonic()
         if now < self._next_walk:
             return
-        sighted: dict[int, tuple[int, int]] = {}
+        sighted: dict[Key, int] = {}
         stack = roots
         budget = self._max_walk
         while stack and budget > 0:
             parent = stack.pop()
             for pid in children_of(parent):
                 budget -= 1
-                fields = read_stat(pid)
+                seen = observe(pid)
                 # Only a process whose parent is not us is evidence: a PID reused
                 # by our own new child between the listing and this read is not.
-                if fields is None or fields.ppid == self._me:
+                if seen is None or seen[0].ppid == self._me:
                     continue
-                sighted[pid] = (fields.start_ticks, fields.ppid)
+                sighted[(pid, seen[0].start_ticks, seen[1])] = seen[0].ppid
                 stack.append(pid)
         self._sighted_before, self._sighted = self._sighted, sighted
         self.walk_seconds = time.monotonic() - now

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from undertaker import _lineage, _ownership
 from undertaker._control_errors import NotSupported
 from undertaker._errors import AccessDenied, NoSuchProcess
+from undertaker._identity import Key, inode, observe
 from undertaker.pidfd import can_use_pidfd, pidfd_open
-from undertaker.proc import read_start_ticks
 from undertaker.wait import WaitStatus
 
 if TYPE_CHECKING:
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 _PEEK = os.WEXITED | os.WNOHANG | os.WNOWAIT
 _REAP = os.WEXITED | os.WNOHANG
 
-Identity = tuple[int, int]  # (pid, start ticks)
-
 
 class Collected(NamedTuple):
     """One adopted orphan reaped, and why we knew it was adopted."""
@@ -40,27 +38,46 @@ class Collected(NamedTuple):
     evidence: str
 
 
-def reap_exact(pid: int, start: int) -> WaitStatus | None:
-    """Reap zombie *pid* only if it is still the process that started at *start*."""
+def _open_exact(key: Key) -> int:
+    """A pidfd on the process *key* names, or -1 if the PID now names another (or none)."""
+    pid = key[0]
     try:
-        fd = pidfd_open(pid) if can_use_pidfd() else -1
+        fd = pidfd_open(pid)
     except NoSuchProcess:
-        return None
-    except NotSupported:
-        fd = -1
-    try:
-        # With the pidfd pinning the process, a matching start time proves it
-        # is the same zombie we judged, not a new child with its PID.
-        if read_start_ticks(pid) != start:
+        return -1
+    # With the pidfd pinning a process, matching start time and pidfs inode
+    # prove it is the one we judged, not a newer process with its PID.
+    seen = observe(pid)
+    if seen is None or (pid, seen[0].start_ticks, inode(fd)) != key:
+        os.close(fd)
+        return -1
+    return fd
+
+
+def reap_exact(key: Key) -> WaitStatus | None:
+    """Reap zombie ``key[0]`` only if it is still the process *key* names.
+
+    Without pidfds (before Linux 5.4) a tiny window for PID reuse remains
+    between the start-time check and the reap.
+    """
+    if not can_use_pidfd():
+        seen = observe(key[0])
+        if seen is None or seen[0].start_ticks != key[1]:
             return None
-        # Without pidfds a tiny window for PID reuse remains.
-        by_fd = fd >= 0
-        result = os.waitid(os.P_PIDFD if by_fd else os.P_PID, fd if by_fd else pid, _REAP)
-    except (ChildProcessError, NoSuchProcess):
+        try:
+            result = os.waitid(os.P_PID, key[0], _REAP)
+        except ChildProcessError:
+            return None
+        return None if result is None else WaitStatus.from_waitid(result)
+    fd = _open_exact(key)
+    if fd < 0:
+        return None
+    try:
+        result = os.waitid(os.P_PIDFD, fd, _REAP)
+    except ChildProcessError:
         return None
     finally:
-        if fd >= 0:
-            os.close(fd)
+        os.close(fd)
     return None if result is None else WaitStatus.from_waitid(result)
 
 
@@ -82,20 +99,20 @@ def subscribe(mode: bool | str) -> ProcEvents | None:
         return None
 
 
-def hand_on(pids: list[int]) -> None:
-    """Give running adopted orphans to the process-wide janitor (``children.py``).
+def hand_on(orphans: list[tuple[int, int]]) -> None:
+    """Give running adopted orphans, as (pid, pidfd), to the janitor of ``children.py``.
 
     They are ours to reap and nobody else will: without this a stopped
-    Reaper's orphans would end as zombies.
+    Reaper's orphans would end as zombies. Each pidfd goes with its orphan.
     """
-    if not pids:
+    if not orphans:
         return
     from undertaker.children import _janitor_reaper  # noqa: PLC0415  (children imports us)
 
     janitor = _janitor_reaper()
-    for pid in pids:
+    for pid, fd in orphans:
         try:
-            janitor.manage(pid)
+            janitor.manage(pid, pidfd=fd)  # closes fd, even when it refuses
         except (NoSuchProcess, ValueError):
             continue  # reaped meanwhile, or handed over already
 
@@ -116,9 +133,9 @@ class OrphanCollector:
         self.grace = grace
         self.reap_unproven = reap_unproven
         self.on_unproven = on_unproven
-        self.claimed: set[Identity] = set()
-        self.zombie_since: dict[Identity, float] = {}  # unproven zombies: first seen dead
-        self._reported: set[Identity] = set()
+        self.claimed: set[Key] = set()
+        self.zombie_since: dict[Key, float] = {}  # unproven zombies: first seen dead
+        self._reported: set[Key] = set()
         self.unproven: list[int] = []
 
     def children(self) -> list[_lineage.Child]:
@@ -129,12 +146,12 @@ class OrphanCollector:
         """Reap the zombie children that evidence shows were adopted."""
         now = time.monotonic()
         children = self.children()
-        self.claimed &= {(child.pid, child.start_ticks) for child in children}  # claims end
-        since: dict[Identity, float] = {}
+        self.claimed &= {child.key for child in children}  # a claim ends with its process
+        since: dict[Key, float] = {}
         claims: _ownership.Claims | None = None
         reaped = []
         for child in children:
-            key = (child.pid, child.start_ticks)
+            key = child.key
             kind = child.verdict.kind
             if kind == _lineage.OWN or child.pid in managed or key in self.claimed:
                 continue
@@ -154,17 +171,17 @@ class OrphanCollector:
                 claims = _ownership.collect_claims(own_fds)
             if claims.covers(child.pid):
                 continue
-            status = reap_exact(child.pid, child.start_ticks)
+            status = reap_exact(key)
             self.lineage.forget(child.pid)  # reaped, or not the process we judged
             if status is not None:
                 since.pop(key, None)
                 reaped.append(Collected(child.pid, status, child.verdict.evidence))
         self.zombie_since = since
         self._reported &= set(since)
-        self.unproven = sorted(pid for pid, _ in self._reported)
+        self.unproven = sorted(key[0] for key in self._reported)
         return reaped
 
-    def _hold_back(self, key: Identity) -> None:
+    def _hold_back(self, key: Key) -> None:
         """A zombie without evidence: leave it, and say so once."""
         if key in self._reported:
             return
@@ -175,9 +192,31 @@ class OrphanCollector:
             except Exception:  # noqa: BLE001  (report and carry on reaping)
                 sys.excepthook(*sys.exc_info())
 
-    def adopted_alive(self) -> list[int]:
-        """PIDs of proven orphans still running (to hand on at stop)."""
-        return [c.pid for c in self.children() if c.verdict.kind == _lineage.ADOPTED]
+    def adopted_alive(self, own_fds: set[int]) -> list[tuple[int, int]]:
+        """Proven orphans nobody else will wait for, as (pid, pidfd): to hand on at stop.
+
+        Claimed orphans, and those a thread of ours waits for or holds a pidfd
+        on, stay with their claimants; each pidfd was opened on the very
+        process judged.
+        """
+        if not can_use_pidfd():
+            return []  # the janitor could not hold them safely
+        candidates = [
+            c
+            for c in self.children()
+            if c.verdict.kind == _lineage.ADOPTED and c.key not in self.claimed
+        ]
+        if not candidates:
+            return []
+        claims = _ownership.collect_claims(own_fds)
+        found = []
+        for child in candidates:
+            if claims.covers(child.pid):
+                continue
+            fd = _open_exact(child.key)
+            if fd >= 0:
+                found.append((child.pid, fd))
+        return found
 
     def close(self) -> None:
         """Unsubscribe from the kernel's events."""

@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import os
 import select
+
+MAX_SLEEP = 2_000_000.0  # seconds: poll() takes at most INT_MAX milliseconds
+
+
+def seconds(name: str, value: float, *, zero: bool = False) -> float:
+    """Check that *value* is a finite number of seconds (> 0, or >= 0 with *zero*).
+
+    Raises:
+        ValueError: it is not; the message names *name*.
+    """
+    if not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number of seconds, not {value!r}")
+    if value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be {'>= 0' if zero else '> 0'}, not {value!r}")
+    return float(value)
 
 
 class Wakeup:

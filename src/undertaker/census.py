@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from undertaker._errors import AccessDenied, NoSuchProcess, ProcUnavailable
 from undertaker.proc import (
-    ExitClock,
     Process,
     Snapshot,
+    ZombieReader,
     is_same_process,
     read_cmdline,
     read_nspid,
@@ -77,13 +77,6 @@ class Census(NamedTuple):
     leaders: list[Process]
 
 
-def _nspid(pid: int, root: str) -> tuple[int, ...]:
-    try:
-        return read_nspid(pid, root) or (pid,)
-    except (NoSuchProcess, AccessDenied):
-        return (pid,)  # reaped since the scan, or hidden: no nesting we can see
-
-
 def kept_status(proc: Process, root: str, privileged: bool) -> WaitStatus | None:
     """The exit status zombie *proc* keeps, or None when the kernel hides it.
 
@@ -144,7 +137,7 @@ def take_census(
     """
     root = snapshot.root
     zombies = []
-    clock = ExitClock(root) if ages else None
+    reader = ZombieReader(snapshot, ages=ages)
     privileged = has_cap_sys_ptrace() if snapshot.zombies else True
     for proc in snapshot.zombies:
         if keep is not None and not keep(proc):
@@ -153,19 +146,12 @@ def take_census(
             status = kept_status(proc, root, privileged)
         except NoSuchProcess:
             continue  # reaped since the scan
-        nspid = _nspid(proc.pid, root)
         # Reads after the scan must still be about the same process: a zombie
-        # reaped since then may have had its PID reused. The stat read that
-        # follows the others checks the start time (ExitClock does it too).
-        try:
-            if clock is not None:
-                exited_at = clock.exit_time(proc.pid, proc.start_ticks)
-            elif is_same_process(proc.pid, proc.start_ticks, root):
-                exited_at = None
-            else:
-                continue
-        except NoSuchProcess:
+        # reaped since then may have had its PID reused. The reader checks.
+        read = reader.read(proc)
+        if read is None:
             continue  # reaped since the scan: no longer a zombie
+        nspid, exited_at = read
         zombies.append(Zombie(proc, status, exited_at, nspid))
     by_parent: dict[int, list[Zombie]] = {}
     for zombie in zombies:

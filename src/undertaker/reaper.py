@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 import os
 import threading
 import time
@@ -22,14 +21,15 @@ from typing import TYPE_CHECKING, Literal
 
 from undertaker import _orphans, _ownership, _sigchld
 from undertaker._control_errors import NotSupported
+from undertaker._errors import NoSuchProcess
 from undertaker._handover import HandOvers, Reaped, report
-from undertaker._wakeup import Wakeup
+from undertaker._identity import key_of
+from undertaker._wakeup import MAX_SLEEP, Wakeup, seconds
 from undertaker.prctl import become_subreaper, is_subreaper
-from undertaker.proc import read_start_ticks
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from types import FrameType, TracebackType
+    from types import FrameType
 
     from undertaker.wait import WaitStatus
 
@@ -40,15 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["Reaped", "Reaper"]
 
 _log = logging.getLogger("undertaker.reaper")
-_MAX_SLEEP = 2_000_000.0  # seconds: poll() takes at most INT_MAX milliseconds
-
-
-def _positive(name: str, value: float, *, zero: bool = False) -> float:
-    if not isinstance(value, (int, float)) or math.isnan(value) or math.isinf(value):
-        raise ValueError(f"{name} must be a finite number of seconds, not {value!r}")
-    if value < 0 or (value == 0 and not zero):
-        raise ValueError(f"{name} must be {'>= 0' if zero else '> 0'}, not {value!r}")
-    return float(value)
 
 
 # Running reapers, so that a fork() can disable their copies in the child.
@@ -131,8 +122,8 @@ class Reaper:
         """
         self.orphans = orphans
         self.subreaper = subreaper
-        self.grace = _positive("grace", grace, zero=True)
-        self.interval = min(_positive("interval", interval), _MAX_SLEEP)
+        self.grace = seconds("grace", grace, zero=True)
+        self.interval = min(seconds("interval", interval), MAX_SLEEP)
         self.reap_unproven = reap_unproven
         self.on_reap = on_reap
         self.on_unproven = on_unproven
@@ -149,7 +140,7 @@ class Reaper:
         self._orphans: _orphans.OrphanCollector | None = None  # with orphans, once started
         self._pending = False
         self._stop_deferred = False
-        self._in_stop = False
+        self._stop_lock = threading.RLock()  # reentrant: tells a handler it interrupted a stop
         self._warned_handler = False
         self._running = False
         self._pid = 0
@@ -186,21 +177,19 @@ class Reaper:
         if self.orphans and not _ownership.can_list_children():
             raise NotSupported("orphan reaping", "the kernel lacks CONFIG_PROC_CHILDREN")
         self._pid = os.getpid()
-        if self.orphans:
-            self._orphans = _orphans.OrphanCollector(
-                _orphans.subscribe(self._events_mode),
-                self.grace,
-                self.reap_unproven,
-                self.on_unproven,
-            )
-            if self.subreaper and not is_subreaper():
-                become_subreaper()
-                self._set_subreaper = True
-        self._waker = Wakeup()
         self._stopping.clear()
-        self._running = True
+        self._running = True  # from here on, stop() undoes whatever was done
         _running.add(self)
         try:
+            if self.orphans:
+                events = _orphans.subscribe(self._events_mode)
+                self._orphans = _orphans.OrphanCollector(
+                    events, self.grace, self.reap_unproven, self.on_unproven
+                )
+                if self.subreaper and not is_subreaper():
+                    become_subreaper()
+                    self._set_subreaper = True
+            self._waker = Wakeup()
             self._install_handler()
             if self._orphans is not None:
                 self.reap()  # classify the children we already have, before any fork of ours
@@ -229,39 +218,44 @@ class Reaper:
         Called from a signal handler that interrupted this Reaper's own code in
         the same thread, the stop completes when that code returns.
         """
-        if not self._running or self._in_stop:
-            return  # stopped, or a stop under way (a handler interrupting it, another thread)
+        if not self._running or self._stop_lock._is_owned():  # type: ignore[attr-defined]  # noqa: SLF001
+            return  # stopped, or a handler interrupting our own stop: it goes on
         if self._lock._is_owned():  # type: ignore[attr-defined]  # noqa: SLF001
             self._stop_deferred = True  # we interrupted our own locked code: finish there
             self._stopping.set()
             self._wake()
             return
-        self._in_stop = True
-        try:
-            self._stop(timeout)
-        finally:
-            self._in_stop = False
+        with self._stop_lock:  # a stop from another thread waits for the first to finish
+            if self._running:
+                self._stop(timeout)
 
     def _stop(self, timeout: float) -> None:
         self._stopping.set()
         self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(min(_positive("timeout", timeout, zero=True), threading.TIMEOUT_MAX))
+            self._thread.join(min(seconds("timeout", timeout, zero=True), threading.TIMEOUT_MAX))
         self._thread = None
-        self.reap()
+        adopted: list[tuple[int, int]] = []
+        try:
+            self.reap()
+            if self._orphans is not None:
+                with self._lock:
+                    adopted = self._orphans.adopted_alive(self._handed.fds())
+        except Exception as err:  # noqa: BLE001  (EMFILE...: a last pass must not keep us running)
+            self.errors.append(err)
         with self._lock:
             # Under the lock, so a manage() from another thread either came
             # before (and its pidfd is closed here) or is refused.
-            if not self.running:
-                return  # a deferred stop ran meanwhile
+            if not self.running:  # a deferred stop ran meanwhile
+                for _, fd in adopted:
+                    os.close(fd)
+                return
             self._running = False
             _running.discard(self)
+            if self._orphans is not None:
+                self._orphans.close()
             self._handed.close()
             waker, self._waker = self._waker, None
-            adopted = []
-            if self._orphans is not None:
-                adopted = self._orphans.adopted_alive()
-                self._orphans.close()
         self._restore_handler()
         if self._set_subreaper:
             become_subreaper(enable=False)
@@ -289,12 +283,7 @@ class Reaper:
         """Start on entering the block."""
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         """Stop on leaving the block."""
         self.stop()
 
@@ -302,6 +291,11 @@ class Reaper:
     def running(self) -> bool:
         """Whether ``start()`` has been called and ``stop()`` not yet (in this process)."""
         return self._running and self._pid == os.getpid()
+
+    @property
+    def events_lost(self) -> int:
+        """How often the kernel dropped fork events (a full buffer); see ``unproven``."""
+        return 0 if self._orphans is None else self._orphans.lineage.events_lost
 
     @property
     def unproven(self) -> list[int]:
@@ -374,7 +368,9 @@ class Reaper:
         Raises:
             NoSuchProcess: *pid* does not exist.
         """
-        key = (pid, read_start_ticks(pid))
+        key = key_of(pid)
+        if key is None:
+            raise NoSuchProcess(pid)
         with self._lock:
             if self._orphans is not None:
                 self._orphans.claimed.add(key)
@@ -386,8 +382,6 @@ class Reaper:
             if self._orphans is not None:
                 self._orphans.claimed = {k for k in self._orphans.claimed if k[0] != pid}
         self._after_locked()
-
-    # -- reaping ---------------------------------------------------------
 
     def reap(self) -> list[Reaped]:
         """Run one pass now, from any thread, and return what it collected."""
@@ -431,8 +425,6 @@ class Reaper:
         """Record and call back, outside the lock."""
         report(done, self.history, self.on_reap)
 
-    # -- waking up -------------------------------------------------------
-
     def _wake(self) -> None:
         waker = self._waker
         if waker is not None:
@@ -443,7 +435,7 @@ class Reaper:
             try:
                 self._sleep()
                 self.reap()
-            except Exception as err:  # noqa: BLE001  (EMFILE and the like pass; we must not die)
+            except BaseException as err:  # noqa: BLE001  (EMFILE, a callback's SystemExit: live on)
                 self._failed(err)
 
     def _sleep(self) -> None:
@@ -485,12 +477,19 @@ class Reaper:
             elif self._lock._is_owned():  # type: ignore[attr-defined]  # noqa: SLF001
                 self._pending = True  # we interrupted our own pass: it runs another
             elif self._lock.acquire(blocking=False):
-                # Threadless: reap right here, in the main thread.
+                # Threadless: reap right here, in the main thread, until no
+                # SIGCHLD came during the pass (a nested handler only flags it).
+                done: Done = []
                 try:
-                    done = self._pass()
+                    while True:
+                        self._pending = False
+                        done.extend(self._pass())
+                        if not self._pending:
+                            break
                 finally:
                     self._lock.release()
                 self._report(done)
+                self._after_locked()
             else:
                 self._pending = True  # whoever holds the lock runs another pass
         previous = self._previous_handler

@@ -5,7 +5,8 @@ Each subcommand is a module of this package with ``add_parser(subs)`` and
 being run is imported (``--help`` imports them all), so ``undertaker run``
 loads nothing the others need.
 
-Exit codes: 0 nothing found, 1 zombies found (``ps``, ``tree``), 2 error,
+Exit codes: 0 nothing found, 1 zombies found (``ps``, ``tree``) or explained
+(``why``) or a finding needs action (``doctor``), 2 error or bad input,
 3 no zombies seen in an incomplete view (``ps``, ``tree``: hidepid, other
 users), 4-9 a refusal of ``reap`` (see ``cli/_exit.py``), 141 standard output
 closed early (as if killed by SIGPIPE).
@@ -30,7 +31,9 @@ if TYPE_CHECKING:
 SUBCOMMANDS = {
     "ps": "ps",
     "tree": "tree",
+    "why": "why",
     "status": "status",
+    "doctor": "doctor",
     "run": "run",
     "reap": "reap",
 }

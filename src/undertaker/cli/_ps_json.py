@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from undertaker.cli._exit_json import exit_json
 from undertaker.cli._ps_view import live_threads
 
 if TYPE_CHECKING:
-    from undertaker.census import Census, ParentGroup, Zombie
+    from undertaker.census import Census, ParentGroup
     from undertaker.cli._coverage import Coverage
     from undertaker.proc import Process
 
@@ -27,20 +28,6 @@ def _process_json(proc: Process) -> dict[str, Any]:
         "sid": proc.sid,
         "start_ticks": proc.start_ticks,
         "started": round(proc.started, 2),
-    }
-
-
-def _exit_json(zombie: Zombie) -> dict[str, Any] | None:
-    status = zombie.status
-    if status is None:
-        return None
-    return {
-        "raw": status.raw,
-        "code": status.exit_code,
-        "signal": status.term_signal,
-        "core_dumped": status.core_dumped,
-        "shell_code": status.shell_code,
-        "text": str(status),
     }
 
 
@@ -97,7 +84,7 @@ def census_json(
             _process_json(z.process)
             | {
                 "nspid": list(z.nspid),
-                "exit": _exit_json(z),
+                "exit": exit_json(z),
                 "exited_at": round(z.exited_at, 3) if z.exited_at is not None else None,
             }
             for z in census.zombies

@@ -10,7 +10,8 @@ Modules, one concern each:
 * ``_signals``   signal names, the blocked set, the child's inherited state
 * ``_prctl``     subreaper and parent-death signal
 * ``_spawn``     fork, process group, terminal, exec errors
-* ``_supervise`` the loop: wait, forward, reap, job control, drain
+* ``_supervise`` the loop: wait, forward, reap, job control
+* ``_shutdown``  the drain: stop signal, who is spared, grace, SIGKILL
 * ``_drain``     descendants from /proc, PID-reuse-safe signalling
 * ``_report``    warnings, JSON lines, summary
 * ``_main``      ``main()``: the steps in order

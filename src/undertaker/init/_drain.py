@@ -8,6 +8,7 @@ stays below it in the parent chain: the tree, not the group, is the unit.
 from __future__ import annotations
 
 import os
+import time
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ else:
     import _signal
 
 PROC = "/proc"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 OWN_CHILD = -1  # start time of an own child /proc will not show: plain kill is safe
 
 
@@ -54,16 +56,17 @@ def read_stat(pid: int) -> tuple[str, int, int, str, int] | None:
     return comm, int(fields[1]), int(fields[2]), fields[0].decode(), int(fields[19])
 
 
-def descendants(root: int, skip: int | None = None) -> dict[int, int]:
-    """Live (non-zombie) descendants of *root*, as ``{pid: starttime}``.
+def scan(root: int) -> dict[int, tuple[int, int]]:
+    """Live (non-zombie) descendants of *root*, as ``{pid: (starttime, ppid)}``.
 
-    With *skip*, the subtree of that PID is left out (the main child, while
-    it still runs and manages its own workers). Direct children of *root*
-    whose stat /proc hides (hidepid) are included with start time
-    ``OWN_CHILD``: they are ours and unreaped, so their PID cannot be reused.
+    Direct children of *root* whose stat /proc hides (hidepid) are included
+    with start time ``OWN_CHILD``: they are ours and unreaped, so their PID
+    cannot be reused. Their list is read before /proc is, so that a child
+    adopted meanwhile is not taken for a hidden one.
     """
+    own = _children_file(root) if root == os.getpid() else []
     children: dict[int, list[int]] = {}
-    info: dict[int, tuple[str, int]] = {}
+    info: dict[int, tuple[str, int, int]] = {}
     for name in os.listdir(PROC):
         if not name.isdigit():
             continue
@@ -71,22 +74,77 @@ def descendants(root: int, skip: int | None = None) -> dict[int, int]:
         if stat is None:
             continue
         children.setdefault(stat[1], []).append(int(name))
-        info[int(name)] = (stat[3], stat[4])
-    found: dict[int, int] = {}
-    if root == os.getpid():
-        for pid in _children_file(root):
-            if pid not in info and pid != skip:
-                found[pid] = OWN_CHILD
+        info[int(name)] = (stat[3], stat[4], stat[1])
+    found: dict[int, tuple[int, int]] = {}
+    for pid in own:
+        if pid not in info:
+            found[pid] = (OWN_CHILD, root)
     todo = list(children.get(root, ()))
     while todo:
         pid = todo.pop()
-        if pid == skip:
-            continue
         todo.extend(children.get(pid, ()))
-        state, start = info[pid]
+        state, start, parent = info[pid]
         if state not in "ZX":
-            found[pid] = start
+            found[pid] = (start, parent)
     return found
+
+
+def walk(root: int) -> dict[int, tuple[int, int]] | None:
+    """Like :func:`scan`, but down the ``children`` files from *root*.
+
+    It costs what the tree holds rather than what the whole system does (a
+    subreaper on a busy host). None without CONFIG_PROC_CHILDREN.
+    """
+    if not os.path.exists(f"{PROC}/{root}/task/{root}/children"):
+        return None
+    found: dict[int, tuple[int, int]] = {}
+    todo = [root]
+    while todo:
+        parent = todo.pop()
+        for pid in _all_children(parent):
+            stat = read_stat(pid)
+            if stat is None:  # gone, or hidden (hidepid): only our own are kept
+                if parent == root:
+                    found[pid] = (OWN_CHILD, root)
+                continue
+            if stat[3] not in "ZX":
+                found[pid] = (stat[4], parent)
+                todo.append(pid)
+    return found
+
+
+def _all_children(pid: int) -> list[int]:
+    """The children of every thread of *pid* (each thread has its own list)."""
+    kids: list[int] = []
+    try:
+        tasks = os.listdir(f"{PROC}/{pid}/task")
+    except OSError:  # exited meanwhile, or hidden
+        return kids
+    for tid in tasks:
+        try:
+            with open(f"{PROC}/{pid}/task/{tid}/children", "rb") as listing:
+                kids.extend(int(word) for word in listing.read().split())
+        except OSError:  # the thread or the process exited meanwhile
+            continue
+    return kids
+
+
+def subtree(tree: dict[int, tuple[int, int]], top: int) -> set[int]:
+    """*top* and every process below it in *tree* (a :func:`scan`)."""
+    below: dict[int, list[int]] = {}
+    for pid, (_, parent) in tree.items():
+        below.setdefault(parent, []).append(pid)
+    found, todo = {top}, [top]
+    while todo:
+        for pid in below.get(todo.pop(), ()):
+            found.add(pid)
+            todo.append(pid)
+    return found
+
+
+def boot_tick() -> int:
+    """Now, in the clock ticks since boot of ``/proc/PID/stat``'s start time."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * CLK_TCK)
 
 
 def signal_process(pid: int, starttime: int, signum: int, refused: Callable[[int], None]) -> bool:

@@ -9,9 +9,9 @@ from undertaker.init import _drain, _prctl
 from undertaker.init._options import HELP, Options, UsageError, parse_options
 from undertaker.init._report import Reporter
 from undertaker.init._signals import InheritedSignals
-from undertaker.init._spawn import ExecFailed, spawn
+from undertaker.init._spawn import Child, ExecFailed, spawn
 from undertaker.init._supervise import Supervisor
-from undertaker.wait import WaitStatus  # loaded with the package already
+from undertaker.wait import WaitStatus, signal_name  # loaded with the package already
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -49,7 +49,13 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
     if options.help:
         sys.stdout.write(HELP)
         return 0
+    if options.version:
+        from undertaker import __version__  # noqa: PLC0415  (the package root, loaded already)
+
+        sys.stdout.write(f"undertaker run {__version__}\n")
+        return 0
     report.reaped_lines = options.log_reaped
+    report.verbose = options.verbose
     signals = InheritedSignals()
     become_reaper(options, report)
     try:
@@ -63,17 +69,21 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
         return EXIT_INTERNAL
     leave_working_directory()
     proc = check_proc(report)
+    if report.verbose:
+        report.info(describe_start(child, options))
     supervisor = Supervisor(child, options, signals, report, proc=proc)
     status = supervisor.run()
     supervisor.give_back_terminal()
     code = exit_code(status, options.remap_exit)
     report.summary(supervisor.stats, code)
+    report.info(f"exiting with status {code}")
     return code
 
 
 def become_reaper(options: Options, report: Reporter) -> None:
     """Make sure orphans come to us: PID 1 already is their reaper, else the prctl."""
     if os.getpid() == 1:
+        report.info("PID 1: orphans of this namespace come here by kernel rule")
         return
     if not options.subreaper:
         report.warning(NOT_REAPING)
@@ -82,6 +92,24 @@ def become_reaper(options: Options, report: Reporter) -> None:
         _prctl.set_child_subreaper()
     except OSError as err:
         report.warning(f"PR_SET_CHILD_SUBREAPER failed ({err.strerror}); {NOT_REAPING}")
+    else:
+        report.info(f"pid {os.getpid()} is a child subreaper: orphans below it come here")
+
+
+def describe_start(child: Child, options: Options) -> str:
+    """``-v``: the command, where signals go, and what happens when it exits."""
+    target = f"process group {child.pgid}" if options.process_group else f"pid {child.pid}"
+    terminal = ", owns the terminal" if child.tty is not None else ""
+    if options.drain:
+        stop = options.stop_signal()
+        told = signal_name(stop) if stop else "no stop signal"
+        end = f"then drain: {told}, {options.grace:g}s grace, SIGKILL"
+    else:
+        end = "then exit at once (--no-drain)"
+    return (
+        f"started {options.command[0]!r} as pid {child.pid}{terminal}; "
+        f"signals go to {target}; {end}"
+    )
 
 
 def check_proc(report: Reporter) -> bool:

@@ -9,7 +9,7 @@ option replaces its variable's list rather than adding to it.
 
 from __future__ import annotations
 
-from undertaker.init._signals import SignalError, parse_signal
+from undertaker.init._signals import SIGTERM, SignalError, parse_signal
 
 USAGE = "usage: undertaker run [OPTIONS] -- COMMAND [ARGS...]"
 
@@ -17,8 +17,9 @@ HELP = f"""{USAGE}
 
 Run COMMAND as the child of a minimal init: reap every orphan, forward
 signals, exit with the child's status, and drain the whole process tree on
-exit (SIGTERM, a grace period, then SIGKILL). Works as PID 1 of a container
-or, anywhere else, as a child subreaper.
+exit (SIGTERM, or what -r TERM:... makes it, a grace period, then SIGKILL).
+Works as PID 1 of a container or, anywhere else, as a child subreaper.
+A forwarded TSTP, TTIN or TTOU stops the init too, as in dumb-init.
 
 Options:
   -g, --process-group     forward signals to the child's process group
@@ -26,16 +27,21 @@ Options:
       --term-delay TIME   wait TIME before forwarding SIGTERM (load-balancer drain)
   -e, --remap-exit CODE   exit 0 when the child's status is CODE (repeatable)
       --grace TIME        drain: how long after SIGTERM before SIGKILL (default 10s)
+      --no-drain          leave other processes alone: exit when the child does (tini)
       --kill-orphans      SIGKILL adopted orphans as soon as they appear
   -p, --pdeathsig SIG     signal the init gets (and forwards) when its parent dies
       --log-reaped        one JSON line per reaped process on stderr, and a summary
       --no-subreaper      do not become a child subreaper (orphans escape; testing)
-      --no-process-group, --no-kill-orphans, --no-log-reaped, --subreaper
+  -v, --verbose           say on stderr what the init does (start, signals, drain)
+      --no-process-group, --no-kill-orphans, --no-log-reaped, --subreaper,
+      --drain, --no-verbose
                           turn the flag off (on) again, over its variable
+  -V, --version           show the version and exit
   -h, --help              show this help and exit
 
 TIME is a number with an optional unit: 500ms, 10s, 2m (plain numbers are
-seconds). SIG is a name or number: TERM, SIGTERM, 15, RTMIN+1.
+seconds). SIG is a name or number: TERM, SIGTERM, 15, RTMIN+1 (not 32 or
+33, which the C library keeps for itself).
 
 Each option can also be set by the variable below. The command line wins:
 a flag overrides its variable, and -r or -e given on the command line
@@ -47,10 +53,12 @@ Environment variables:
   UNDERTAKER_TERM_DELAY=TIME        same as --term-delay
   UNDERTAKER_REMAP_EXIT=CODE,...    same as -e, comma-separated
   UNDERTAKER_GRACE=TIME             same as --grace
+  UNDERTAKER_DRAIN=0                same as --no-drain
   UNDERTAKER_KILL_ORPHANS=1         same as --kill-orphans
   UNDERTAKER_PDEATHSIG=SIG          same as -p
   UNDERTAKER_LOG_REAPED=1           same as --log-reaped
   UNDERTAKER_SUBREAPER=0            same as --no-subreaper
+  UNDERTAKER_VERBOSE=1              same as -v
   LISTEN_PID                        if set, rewritten to the child's PID
 
 Exit status: the child's exit code, 128+N if signal N killed it, 0 for codes
@@ -72,6 +80,7 @@ class Options:
 
     __slots__ = (
         "command",
+        "drain",
         "grace",
         "help",
         "kill_orphans",
@@ -82,6 +91,8 @@ class Options:
         "rewrite",
         "subreaper",
         "term_delay",
+        "verbose",
+        "version",
     )
 
     def __init__(self) -> None:
@@ -92,11 +103,22 @@ class Options:
         self.term_delay = 0.0
         self.remap_exit: set[int] = set()
         self.grace = 10.0
+        self.drain = True
         self.kill_orphans = False
         self.pdeathsig = 0
         self.log_reaped = False
         self.subreaper = True
+        self.verbose = False
         self.help = False
+        self.version = False
+
+    def stop_signal(self) -> int:
+        """What the drain sends first: SIGTERM as ``-r TERM:...`` rewrites it (0: nothing).
+
+        ``-r TERM:QUIT`` says the command stops gracefully on SIGQUIT (nginx),
+        so its leftover processes get SIGQUIT too, as dumb-init does.
+        """
+        return self.rewrite.get(SIGTERM, SIGTERM)
 
 
 def parse_duration(text: str, what: str) -> float:
@@ -180,6 +202,10 @@ def apply_environment(options: Options, environ: dict[str, str]) -> None:
         options.log_reaped = _parse_bool(value, "UNDERTAKER_LOG_REAPED")
     if (value := environ.get("UNDERTAKER_SUBREAPER")) is not None:
         options.subreaper = _parse_bool(value, "UNDERTAKER_SUBREAPER")
+    if (value := environ.get("UNDERTAKER_DRAIN")) is not None:
+        options.drain = _parse_bool(value, "UNDERTAKER_DRAIN")
+    if (value := environ.get("UNDERTAKER_VERBOSE")) is not None:
+        options.verbose = _parse_bool(value, "UNDERTAKER_VERBOSE")
 
 
 # Options that take a value: spelling -> attribute of Options.
@@ -204,8 +230,15 @@ _FLAGS = {
     "--no-log-reaped": ("log_reaped", False),
     "--subreaper": ("subreaper", True),
     "--no-subreaper": ("subreaper", False),
+    "--drain": ("drain", True),
+    "--no-drain": ("drain", False),
+    "-v": ("verbose", True),
+    "--verbose": ("verbose", True),
+    "--no-verbose": ("verbose", False),
     "-h": ("help", True),
     "--help": ("help", True),
+    "-V": ("version", True),
+    "--version": ("version", True),
 }
 
 
@@ -267,6 +300,6 @@ def parse_options(argv: list[str], environ: dict[str, str]) -> Options:
             raise UsageError(f"option {spelling} needs a value")
         _set(options, attribute, value, spelling)
     options.command = argv[index:]
-    if not options.command and not options.help:
+    if not options.command and not (options.help or options.version):
         raise UsageError("no command given (undertaker run -- COMMAND [ARGS...])")
     return options

@@ -52,13 +52,19 @@ class Stats:
 
 
 class Reporter:
-    """Warnings always; per-process JSON lines and the summary with ``--log-reaped``."""
+    """Warnings always; JSON lines with ``--log-reaped``; what the init does with ``-v``."""
 
-    __slots__ = ("reaped_lines",)
+    __slots__ = ("reaped_lines", "verbose")
 
-    def __init__(self, reaped_lines: bool) -> None:
-        """*reaped_lines*: write a JSON line per reaped process, and a summary."""
+    def __init__(self, reaped_lines: bool, verbose: bool = False) -> None:
+        """*reaped_lines*: a JSON line per reaped process, and a summary; *verbose*: ``-v``."""
         self.reaped_lines = reaped_lines
+        self.verbose = verbose
+
+    def info(self, message: str) -> None:
+        """``undertaker run: ...`` with ``-v``; callers in hot loops test ``verbose`` first."""
+        if self.verbose:
+            _write(f"{PREFIX}{message}")
 
     def warning(self, message: str) -> None:
         """``undertaker run: warning: ...``."""

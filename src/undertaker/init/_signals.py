@@ -29,6 +29,10 @@ SIGTTIN: int = _signal.SIGTTIN
 SIGTTOU: int = _signal.SIGTTOU
 SIGRTMIN: int = _signal.SIGRTMIN
 SIGRTMAX: int = _signal.SIGRTMAX
+# The kernel's real-time signals start at 32; glibc keeps the first ones (32 and
+# 33 on Linux) for thread cancellation and setxid, and moves SIGRTMIN past them.
+# Nothing outside the C library may send or wait for them.
+_FIRST_RESERVED = 32
 
 # Python itself sets these at start-up (SIGINT gets a handler, PIPE and XFSZ
 # are ignored), so what the init's own parent chose is lost; the child gets
@@ -73,6 +77,11 @@ def parse_signal(text: str, allow_zero: bool = False) -> int:
         return 0
     if not 1 <= number <= SIGRTMAX:
         raise SignalError(f"signal number out of range: {text!r} (1..{SIGRTMAX})")
+    if _FIRST_RESERVED <= number < SIGRTMIN:
+        raise SignalError(
+            f"signal {number} is reserved by the C library (real-time signals "
+            f"are RTMIN..RTMAX, {SIGRTMIN}..{SIGRTMAX})"
+        )
     return number
 
 

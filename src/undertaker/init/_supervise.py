@@ -5,12 +5,13 @@ timeout bounds the cost of a merged or lost SIGCHLD), act on the signal,
 then ``waitpid(-1, WNOHANG)`` until nothing is left to reap. Never one
 reap per SIGCHLD: the kernel merges them.
 
-The drain starts when the main child exits or a terminating signal is
-forwarded, whichever comes first, and the grace period runs from then.
-While the main child lives, only what it does not manage is signalled (the
-subtrees of adopted orphans); once it is gone, everything left gets
-SIGTERM. At the deadline, SIGKILL for all, then the init exits as soon as it
-has no children left.
+The drain (``_shutdown``) starts when the main child exits or a terminating
+signal is forwarded, whichever comes first; with ``--no-drain`` the init
+exits with the main child, as tini does.
+
+Job control follows dumb-init: a TSTP, TTIN or TTOU the init forwards also
+stops the init, whether or not the child stops (it may catch the signal),
+so the shell that started us sees its job stopped either way.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 
 from undertaker.init import _drain
 from undertaker.init._report import Reporter, Stats
+from undertaker.init._shutdown import Drain
 from undertaker.init._signals import (
     SIGCONT,
     SIGKILL,
@@ -32,7 +34,7 @@ from undertaker.init._signals import (
     InheritedSignals,
     send,
 )
-from undertaker.wait import signal_name  # loaded with the package already
+from undertaker.wait import WaitStatus, signal_name  # loaded with the package already
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
@@ -42,9 +44,6 @@ if TYPE_CHECKING:
 JOB_CONTROL = frozenset({SIGTSTP, SIGTTIN, SIGTTOU})
 IDLE_WAIT = 1.0  # tini's fallback period
 ORPHAN_POLL = 0.05  # --kill-orphans: adoption sends no signal, so we look
-DRAIN_POLL = 0.25  # catch processes forked or adopted during the drain
-KILL_POLL = 0.1  # after SIGKILL: look again for late forks
-GIVE_UP_AFTER_KILL = 5.0  # D-state processes cannot die; do not hang forever
 
 
 class Supervisor:
@@ -75,15 +74,11 @@ class Supervisor:
         self.me = os.getpid()
         self.status: int | None = None  # the main child's raw wait status, once reaped
         self.no_children = False
-        self.child_stopped = False
+        self.stopped = False  # stopped for job control, until a SIGCONT
         self.job_stop_forwarded = False
         self.term_due: float | None = None  # a delayed SIGTERM, on the monotonic clock
-        self.drain_deadline: float | None = None
-        self.killing_since: float | None = None
-        self.blind_termed = False  # without /proc: the one SIGTERM of the drain was sent
-        self.blind_group_gone = False  # without /proc: the main child's group emptied once
-        self.signalled: set[tuple[int, int]] = set()  # (pid, starttime) the drain signalled
         self.refused: set[int] = set()  # PIDs (or -PGIDs) that refused a signal: EPERM
+        self.drain = Drain(child, options, report, self.stats, self.on_refused, proc=proc)
 
     def run(self) -> int:
         """Loop until the main child is reaped and no child is left; return its status."""
@@ -95,12 +90,12 @@ class Supervisor:
                 self.term_due = None
                 self.forward(SIGTERM, self.options.rewrite.get(SIGTERM, SIGTERM))
             self.reap()
-            if self.status is not None and self.no_children:
-                return self.status
-            if self.drain_deadline is None and self.status is not None:
-                self.start_drain()  # the main child is gone, others are not
-            elif self.drain_deadline is not None:
-                if self.drain_step():
+            if self.status is not None and (self.no_children or not self.options.drain):
+                return self.status  # --no-drain: leave the others, as tini does
+            if self.drain.deadline is None and self.status is not None:
+                self.drain.start("the command exited")
+            if self.drain.deadline is not None:
+                if self.drain.step(self.status is None, self.refused):
                     return self.status if self.status is not None else SIGKILL
             elif self.kill_orphans_on:
                 self.kill_orphans()
@@ -110,10 +105,8 @@ class Supervisor:
         timeout = ORPHAN_POLL if self.kill_orphans_on else IDLE_WAIT
         if self.term_due is not None:
             timeout = min(timeout, self.term_due - now)
-        if self.killing_since is not None:
-            timeout = min(timeout, KILL_POLL)
-        elif self.drain_deadline is not None:
-            timeout = min(timeout, DRAIN_POLL, self.drain_deadline - now)
+        if self.drain.deadline is not None:
+            timeout = min(timeout, self.drain.timeout(now))
         return timeout
 
     # -- signals -------------------------------------------------------------
@@ -123,22 +116,39 @@ class Supervisor:
         if signum == SIGTERM and self.options.term_delay > 0 and self.status is None:
             if self.term_due is None:
                 self.term_due = time.monotonic() + self.options.term_delay
+                self.report.info(f"holding SIGTERM for {self.options.term_delay:g}s (--term-delay)")
             return
-        if signum == SIGCONT:
-            self.resume_child()
+        if signum == SIGCONT and self.resume_child() and SIGCONT not in self.options.rewrite:
+            return  # the child's whole group has just had its SIGCONT: not a second one
         self.forward(signum, self.options.rewrite.get(signum, signum))
 
     def forward(self, received: int, signum: int) -> None:
-        """Send *signum* to the main child or its group, unless dropped or reaped."""
+        """Send *signum* to the main child or its group, unless dropped or reaped.
+
+        A terminating signal starts the drain; a job-control one stops the
+        init as well (dumb-init does the same), even if the child catches it.
+        """
         if signum == 0 or self.status is not None:
-            return  # dropped by --rewrite, or the PID may already be reused
+            if self.report.verbose:  # dropped by --rewrite, or the PID may be reused
+                why = "dropped (-r ...:0)" if signum == 0 else "not forwarded: child gone"
+                self.report.info(f"{signal_name(received)} {why}")
+            return
         target = -self.child.pgid if self.options.process_group else self.child.pid
+        if self.report.verbose:
+            rewritten = f" as {signal_name(signum)}" if signum != received else ""
+            where = f"process group {-target}" if target < 0 else f"pid {target}"
+            self.report.info(f"forwarding {signal_name(received)}{rewritten} to {where}")
+        drain = received in TERMINATING and self.options.drain and self.drain.deadline is None
+        if drain:  # before the send: the child may fork its shutdown helpers at once
+            self.drain.before_telling_main()
         if not send(target, signum, self.on_refused) and target not in self.refused:
             self.report.warning(f"child already gone while forwarding {signal_name(signum)}")
         if signum in JOB_CONTROL or received in JOB_CONTROL:
             self.job_stop_forwarded = True
-        if received in TERMINATING and self.drain_deadline is None:
-            self.start_drain()
+        if drain:
+            self.drain.start(f"{signal_name(received)} forwarded")
+        if received in JOB_CONTROL:
+            self.stop(f"{signal_name(received)} forwarded")
 
     def on_refused(self, pid: int) -> None:
         """A signal was refused (EPERM): warn once per PID and carry on."""
@@ -151,16 +161,23 @@ class Supervisor:
         self.report.warning(f"cannot signal {what}: different user")
 
     def on_child_stopped(self, stop_signal: int) -> None:
-        """Job control: the main child stopped, so the init stops too, like a shell job.
+        """Job control: the main child stopped (Ctrl-Z on its terminal): stop too.
+
+        Not if the init has stopped already (it forwarded the signal that
+        stopped the child) and the SIGCONT that woke it is still queued.
+        """
+        if self.stopped:
+            return
+        if stop_signal in JOB_CONTROL or (stop_signal == SIGSTOP and self.job_stop_forwarded):
+            self.stop(f"the command stopped ({signal_name(stop_signal)})")
+
+    def stop(self, why: str) -> None:
+        """Stop the init like a shell job, until a SIGCONT (``fg``, ``bg``, ``kill -CONT``).
 
         The terminal goes back to the init's group first, so the user's shell
         can take it; PID 1 cannot stop itself (the kernel ignores it).
         """
-        if stop_signal not in JOB_CONTROL and not (
-            stop_signal == SIGSTOP and self.job_stop_forwarded
-        ):
-            return
-        self.child_stopped = True
+        self.stopped = True
         tty = self.child.tty
         if tty is not None:
             try:
@@ -168,8 +185,11 @@ class Supervisor:
                     os.tcsetpgrp(tty, os.getpgrp())
             except OSError:  # the terminal hung up meanwhile
                 self.child.tty = None
-        if self.me != 1:
-            os.kill(self.me, SIGSTOP)
+        if self.me == 1:
+            self.report.info(f"{why}: PID 1 cannot stop itself, only the command stops")
+            return
+        self.report.info(f"{why}: stopping the init too, like a shell job")
+        os.kill(self.me, SIGSTOP)
 
     def give_back_terminal(self) -> None:
         """Before the init exits: take the terminal back from the child's (dead) group.
@@ -188,11 +208,15 @@ class Supervisor:
         except OSError:  # the terminal hung up: nothing to give back
             pass
 
-    def resume_child(self) -> None:
-        """SIGCONT after a job-control stop: give back the terminal, wake the whole group."""
-        if not self.child_stopped or self.status is not None:
-            return
-        self.child_stopped = self.job_stop_forwarded = False
+    def resume_child(self) -> bool:
+        """SIGCONT after a job-control stop: give back the terminal, wake the whole group.
+
+        Returns whether there was a stop to resume from.
+        """
+        if not self.stopped or self.status is not None:
+            return False
+        self.stopped = self.job_stop_forwarded = False
+        self.report.info(f"continued: SIGCONT to process group {self.child.pgid}")
         tty = self.child.tty
         if tty is not None:
             try:
@@ -201,6 +225,7 @@ class Supervisor:
             except OSError:
                 self.child.tty = None
         send(-self.child.pgid, SIGCONT, self.on_refused)
+        return True
 
     # -- reaping -------------------------------------------------------------
 
@@ -226,6 +251,9 @@ class Supervisor:
             if pid == 0:
                 return
             main = pid == self.child.pid
+            if self.report.verbose:
+                who = "the command" if main else "orphan"
+                self.report.info(f"reaped {who} pid {pid}: {WaitStatus(status)}")
             self.stats.reaped += 1
             if main:
                 self.status = status
@@ -255,104 +283,3 @@ class Supervisor:
             if pid != self.child.pid:
                 # Our own unreaped child: its PID cannot be reused, kill is safe.
                 send(pid, SIGKILL, self.on_refused)
-
-    # -- draining ------------------------------------------------------------
-
-    def start_drain(self) -> None:
-        """Start the grace period and SIGTERM what nobody else will stop."""
-        self.drain_deadline = time.monotonic() + self.options.grace
-        self.drain_step()
-
-    def drain_step(self) -> bool:
-        """One drain pass; True when the init should stop waiting and exit."""
-        now = time.monotonic()
-        assert self.drain_deadline is not None  # noqa: S101  (only called while draining)
-        if self.no_children and self.status is not None:
-            return True
-        if not self.proc:
-            return self._blind_drain_step(now, self.drain_deadline)
-        if now < self.drain_deadline:
-            skip = self.child.pid if self.status is None else None
-            left = _drain.descendants(self.me, skip)
-            for pid, start in left.items():
-                if (pid, start) not in self.signalled and _drain.signal_process(
-                    pid, start, SIGTERM, self.on_refused
-                ):
-                    self.signalled.add((pid, start))
-            self.stats.drained = len(self.signalled)
-            return self.status is not None and self._only_refused_left(left)
-        if self.killing_since is None:
-            self.killing_since = now
-            left = _drain.descendants(self.me)
-            if left:
-                self.report.warning(
-                    f"{len(left)} process(es) still running {self.options.grace:g}s "
-                    "after SIGTERM; sending SIGKILL"
-                )
-        elif now - self.killing_since > GIVE_UP_AFTER_KILL:
-            self.report.warning("processes survive SIGKILL (uninterruptible sleep?); exiting")
-            return True
-        left = _drain.descendants(self.me)
-        for pid, start in left.items():
-            if _drain.signal_process(pid, start, SIGKILL, self.on_refused):
-                self.signalled.add((pid, start))
-        self.stats.drained = len({pid for pid, _ in self.signalled})
-        return self._only_refused_left(left)
-
-    def _only_refused_left(self, left: dict[int, int]) -> bool:
-        """Whether every process left refused our signals (EPERM), so waiting cannot help.
-
-        As PID 1, the init's exit has the kernel kill them; as a subreaper,
-        they outlive it, as they would any init that may not signal them.
-        """
-        return bool(left) and left.keys() <= self.refused
-
-    def _blind_group(self) -> list[int]:
-        """The main child's process group while it has members, then nothing.
-
-        A group ID cannot be reused while any process is in the group; once it
-        is empty (the main child already reaped), a stranger may get that
-        number as its PID and group, so we stop targeting it for good.
-        """
-        if self.blind_group_gone:
-            return []
-        try:
-            os.kill(-self.child.pgid, 0)
-        except ProcessLookupError:
-            self.blind_group_gone = self.status is not None
-            return []
-        except PermissionError:
-            pass  # members we may not signal: send() warns about them
-        return [-self.child.pgid]
-
-    def _blind_drain_step(self, now: float, deadline: float) -> bool:
-        """The drain without /proc: no list of descendants, so signal wholesale.
-
-        As PID 1, ``kill(-1)`` reaches every process of the namespace (all of
-        them our descendants); elsewhere only the main child's process group
-        can be found. SIGTERM is sent once, when the main child has exited (a
-        second one would re-run slow handlers); SIGKILL at the deadline.
-        """
-        targets = [-1] if self.me == 1 else self._blind_group()
-        if now < deadline:
-            if self.status is not None and not self.blind_termed:
-                self.blind_termed = True
-                for target in targets:
-                    send(target, SIGTERM, self.on_refused)
-            return False
-        if self.killing_since is None:
-            self.killing_since = now
-            self.report.warning(
-                f"children still running {self.options.grace:g}s after SIGTERM; sending SIGKILL"
-            )
-        elif now - self.killing_since > GIVE_UP_AFTER_KILL:
-            self.report.warning(
-                "children survive SIGKILL (uninterruptible sleep, or out of reach without "
-                "/proc); exiting"
-            )
-            return True
-        if self.status is None:
-            targets.append(self.child.pid)
-        for target in targets:
-            send(target, SIGKILL, self.on_refused)
-        return False

@@ -6,6 +6,7 @@ slower per-process files on demand.
 
 from undertaker.proc._read import (
     ExitClock,
+    ZombieReader,
     is_same_process,
     read_cmdline,
     read_nspid,
@@ -13,7 +14,7 @@ from undertaker.proc._read import (
     read_status,
     read_task_masks,
 )
-from undertaker.proc._scan import Process, Snapshot, scan
+from undertaker.proc._scan import Process, Snapshot, ZombieKey, scan
 from undertaker.proc._stat import StatFields, StatParseError, parse_stat
 from undertaker.proc._status import SIGCHLD_BIT, Status, StatusParseError, parse_status
 
@@ -26,6 +27,8 @@ __all__ = [
     "StatParseError",
     "Status",
     "StatusParseError",
+    "ZombieKey",
+    "ZombieReader",
     "is_same_process",
     "parse_stat",
     "parse_status",

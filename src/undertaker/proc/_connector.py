@@ -78,16 +78,19 @@ def _message(tag: int, op: int) -> bytes:
     return _NLMSG.pack(_NLMSG.size + len(body), NLMSG_DONE, 0, 0, 0) + body
 
 
-def in_initial_pid_namespace(proc_self: str = "/proc/self") -> bool:
-    """Whether this process sees PIDs as the connector reports them (one NSpid level)."""
+_INITIAL_PID_NS = "pid:[4026531836]"  # PROC_PID_INIT_INO: the same on every boot
+
+
+def in_initial_pid_namespace() -> bool:
+    """Whether this process is in the initial PID namespace, whose PIDs events carry.
+
+    ``NSpid`` cannot tell: it counts levels below the namespace of the procfs
+    mounted, so a container with its own ``/proc`` shows one level too.
+    """
     try:
-        with open(f"{proc_self}/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"NSpid:"):
-                    return len(line.split()) == 2
+        return os.readlink("/proc/self/ns/pid") == _INITIAL_PID_NS
     except OSError:
         return False
-    return True  # before Linux 4.1 there are no nested levels to show
 
 
 def _unsubscribe(sock: socket.socket, tag: int) -> None:

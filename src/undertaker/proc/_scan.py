@@ -3,7 +3,8 @@
 The scan reads one ``stat`` file and stats one directory per process, which
 is all a process table needs: everything else (``status`` with the NSpid
 chain and signal masks, ``cmdline``) is read on demand through
-:mod:`undertaker.proc._read`. The hot loop is kept flat on
+:mod:`undertaker.proc._read`. For zombies it also keeps what makes those
+later reads cheap and safe (:class:`ZombieKey`). The hot loop is kept flat on
 purpose: at 10,000 processes every microsecond per process is 10 ms.
 """
 
@@ -21,6 +22,7 @@ from undertaker.proc._stat import (
     NUM_THREADS,
     PGRP,
     PPID,
+    PROCESSOR,
     SESSION,
     STARTTIME,
     STATE,
@@ -75,6 +77,13 @@ class Process(NamedTuple):
         return (self.pid, self.start_ticks)
 
 
+class ZombieKey(NamedTuple):
+    """What the scan kept of a zombie (or zombie leader) for the reads that follow it."""
+
+    stat_inode: int  # inode of /proc/PID/stat, taken while the scan held it open
+    cpu: int | None  # the CPU it last ran on: whose scheduler clock timed its exit
+
+
 class Snapshot:
     """The result of one scan: the process table and what could not be read.
 
@@ -94,6 +103,8 @@ class Snapshot:
         vanished: int = 0,
         hidepid: str | None = None,
         cgroup_pids: tuple[int, int, str] | None = None,
+        zombie_keys: Mapping[int, ZombieKey] | None = None,
+        monotonic: float | None = None,
     ) -> None:
         """Hold one scan's results; see :func:`scan`."""
         self.root = root
@@ -105,6 +116,9 @@ class Snapshot:
         self.vanished = vanished  # entries that exited between listing and reading
         self.hidepid = hidepid
         self.cgroup_pids = cgroup_pids  # (current, limit, cgroup dir) of the tightest pids limit
+        # By PID, for the zombies and zombie leaders: see ZombieReader.
+        self.zombie_keys: Mapping[int, ZombieKey] = zombie_keys or {}
+        self.monotonic = monotonic  # time.monotonic() when the scan began
 
     def __repr__(self) -> str:
         """Summarise: root, size and the counts that matter."""
@@ -171,7 +185,7 @@ def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
         ProcUnavailable: the root cannot be listed, or is not a procfs.
     """
     root = root.rstrip("/") or "/"
-    taken_at = time.time()
+    taken_at, monotonic = time.time(), time.monotonic()
     try:
         names = os.listdir(root)
         # Paths relative to an open directory save resolving the root each time.
@@ -184,7 +198,7 @@ def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
         os.close(dir_fd)
         raise ProcUnavailable(root, f"not a procfs (no btime line in {root}/stat)") from None
     try:
-        processes, unreadable, vanished = _read_table(names, dir_fd, boot, owners)
+        processes, keys, unreadable, vanished = _read_table(names, dir_fd, boot, owners)
     finally:
         os.close(dir_fd)
     return Snapshot(
@@ -197,17 +211,21 @@ def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
         vanished=vanished,
         hidepid=hidepid(root),
         cgroup_pids=cgroup_pids(root),
+        zombie_keys=keys,
+        monotonic=monotonic,
     )
 
 
 def _read_table(
     names: list[str], dir_fd: int, boot: float, owners: bool
-) -> tuple[dict[int, Process], int, int]:
+) -> tuple[dict[int, Process], dict[int, ZombieKey], int, int]:
     tick = 1.0 / clock_ticks()
     euid = os.geteuid()
     processes: dict[int, Process] = {}
+    keys: dict[int, ZombieKey] = {}
     unreadable = vanished = 0
     stat, open_, read, close, flags = os.stat, os.open, os.read, os.close, os.O_RDONLY
+    fstat = os.fstat
     new = tuple.__new__  # Process(...) without the Python-level __new__ of a NamedTuple
     for name in names:
         if not (name.isdigit() and name.isascii()):
@@ -222,6 +240,11 @@ def _read_table(
                     if not more:
                         break
                     data += more
+                rpar = data.rfind(b")")
+                # A zombie's stat inode stays its own until it is reaped (a
+                # reused PID gets new inodes): taken here, while the file is
+                # surely this process's, it lets ZombieReader skip re-reading.
+                inode = fstat(fd).st_ino if data[rpar + 2 : rpar + 3] == b"Z" else 0
             finally:
                 close(fd)
         except (FileNotFoundError, ProcessLookupError):
@@ -235,7 +258,6 @@ def _read_table(
         # ~10% of the scan at 10,000 processes. Only zombies need field 52, so
         # the others split just the fields up to starttime.
         lpar = data.find(b"(")
-        rpar = data.rfind(b")")
         tail = data[rpar + 2 :].split(None, STARTTIME + 1)
         if lpar < 0 or rpar < lpar or len(tail) <= STARTTIME:
             unreadable += 1  # not a stat line
@@ -245,6 +267,7 @@ def _read_table(
             ppid, pgid, sid = int(tail[PPID]), int(tail[PGRP]), int(tail[SESSION])
             threads, start_ticks = int(tail[NUM_THREADS]), int(tail[STARTTIME])
             exit_code = None
+            pid = int(name)
             if state == "Z":
                 tail = data[rpar + 2 :].split()
                 exit_code = int(tail[EXIT_CODE]) if len(tail) > EXIT_CODE else None
@@ -252,13 +275,15 @@ def _read_table(
                     uid = stat(name, dir_fd=dir_fd).st_uid
                 if euid not in (0, uid):
                     exit_code = None  # the kernel writes 0 unless we may ptrace-read it
+                keys[pid] = ZombieKey(
+                    inode, int(tail[PROCESSOR]) if len(tail) > PROCESSOR else None
+                )
         except (ValueError, UnicodeDecodeError):
             unreadable += 1  # a field that is not a number
             continue
         except (FileNotFoundError, ProcessLookupError):
             vanished += 1  # reaped while we looked at it
             continue
-        pid = int(name)
         processes[pid] = new(
             Process,
             (
@@ -275,4 +300,4 @@ def _read_table(
                 boot + start_ticks * tick,
             ),
         )
-    return processes, unreadable, vanished
+    return processes, keys, unreadable, vanished

@@ -1,0 +1,256 @@
+"""The fixes for each verdict, least disruptive first, each with the exact command or code.
+
+Code changes come first (they end the leak for good), then the operational
+remedies, ordered by what they disturb: a signal the parent already
+handles, a pause of a few milliseconds under ptrace, then ending the
+parent. A remedy that cannot work on the evidence is left out (a nudge to a
+parent that ignores or blocks SIGCHLD, ptrace on a parent that already has
+a tracer or sleeps in ``D``). Pure: no reads.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+from undertaker.diagnose._names import (
+    HANDLER_LOSES_SIGNALS,
+    HANDLER_NOT_REAPING,
+    NAMESPACE_INIT,
+    NEVER_WAITS,
+    PARENT_OUTSIDE,
+    PARENT_STOPPED,
+    PARENT_TRACED,
+    PARENT_UNINTERRUPTIBLE,
+    PARENT_ZOMBIE_LEADER,
+    SIGCHLD_BLOCKED,
+    SIGCHLD_IGNORED_LATE,
+    WAITS_FOR_OTHER,
+)
+from undertaker.diagnose._signals import has_sigchld
+
+if TYPE_CHECKING:
+    from undertaker.diagnose._evidence import Evidence
+
+CODE = "code"
+OPERATIONAL = "operational"
+
+
+class Fix(NamedTuple):
+    """One remedy: ``code`` (change the program) or ``operational`` (act on it now)."""
+
+    kind: str
+    summary: str
+    how: str  # the exact command, or the code to add
+
+
+def _python(ev: Evidence) -> bool:
+    return ev.runtime == "python"
+
+
+def _wait_code(ev: Evidence) -> list[Fix]:
+    """Reap each child the program starts: tailored to Python's own child APIs."""
+    if not _python(ev):
+        return [
+            Fix(
+                CODE, "wait for every child you fork", "waitpid(pid, &status, 0);  /* per child */"
+            ),
+            Fix(
+                CODE,
+                "when exit statuses are not needed, let the kernel reap: before forking",
+                "signal(SIGCHLD, SIG_IGN);",
+            ),
+            Fix(
+                CODE,
+                "or double fork, so init adopts the grandchild",
+                "if (fork() == 0) { if (fork() == 0) execvp(...); _exit(0); } waitpid(pid, 0, 0);",
+            ),
+        ]
+    if ev.forked_without_exec:
+        return [
+            Fix(
+                CODE,
+                "Python: these children were forked without exec (multiprocessing or os.fork): "
+                "join or wait for each",
+                "p.join()  # each multiprocessing.Process (or os.waitpid(pid, 0) per os.fork); "
+                "multiprocessing.active_children() now and then joins the finished",
+            )
+        ]
+    return [
+        Fix(
+            CODE,
+            "Python: wait for every subprocess you start",
+            "with subprocess.Popen(argv) as proc: ...  # or proc.wait() / proc.communicate()",
+        )
+    ]
+
+
+def _handler_loop(ev: Evidence) -> Fix:
+    if _python(ev) and ev.forked_without_exec:
+        how = (
+            "def on_sigchld(signum, frame):\n"
+            "    while True:  # one signal may stand for many exits\n"
+            "        try:\n"
+            "            pid, status = os.waitpid(-1, os.WNOHANG)\n"
+            "        except ChildProcessError:\n"
+            "            return\n"
+            "        if pid == 0:\n"
+            "            return"
+        )
+        return Fix(
+            CODE,
+            "Python: reap in a loop with WNOHANG in the handler (only if no subprocess or "
+            "multiprocessing object waits for its own child: it would then read 0)",
+            how,
+        )
+    if _python(ev):
+        how = (
+            "def on_sigchld(signum, frame):\n"
+            "    for proc in list(running):  # your own Popen objects\n"
+            "        if proc.poll() is not None: running.remove(proc)"
+        )
+        return Fix(CODE, "Python: poll each child you own in the handler (not waitpid(-1))", how)
+    how = (
+        "void on_sigchld(int sig) { int saved = errno;\n"
+        "    while (waitpid(-1, NULL, WNOHANG) > 0) ;  /* one signal may stand for many */\n"
+        "    errno = saved; }"
+    )
+    return Fix(CODE, "reap in a loop with WNOHANG in the SIGCHLD handler", how)
+
+
+def _reap(method: str, pid: int, summary: str) -> Fix:
+    return Fix(OPERATIONAL, summary, f"undertaker reap --method {method} --parent {pid}")
+
+
+def _nudge(pid: int) -> Fix:
+    return _reap("nudge", pid, "send SIGCHLD again: each signal lets the handler reap")
+
+
+def _ptrace(pid: int) -> Fix:
+    return _reap(
+        "ptrace",
+        pid,
+        "make the parent call wait4 for them, pausing it a few ms "
+        "(its own later wait for them gets ECHILD)",
+    )
+
+
+def _kill_parent(pid: int) -> Fix:
+    return _reap("kill-parent", pid, "end the parent (SIGTERM, then SIGKILL): init reaps them")
+
+
+def _container_fixes(ev: Evidence) -> list[Fix]:
+    fixes = [
+        Fix(
+            CODE,
+            "run the entry point under an init that reaps",
+            'ENTRYPOINT ["undertaker", "run", "--"]',
+        ),
+        Fix(CODE, "or let Docker add one", "docker run --init IMAGE"),
+        Fix(
+            CODE,
+            "or, in Kubernetes, let the pause container be PID 1",
+            "spec:\n  shareProcessNamespace: true",
+        ),
+    ]
+    if _python(ev):
+        fixes.insert(
+            0,
+            Fix(
+                CODE,
+                "Python as PID 1: reap the orphans it adopts",
+                "import undertaker\nwith undertaker.Reaper(): main()",
+            ),
+        )
+    return fixes
+
+
+def _restart_container(ev: Evidence) -> list[Fix]:
+    container = ev.container
+    if container is None or container.id is None:
+        return [Fix(OPERATIONAL, "restart the container (its PID 1 cannot be replaced)", "")]
+    tool = (
+        "crictl"
+        if container.runtime in ("containerd", "cri-o", "kubernetes")
+        else container.runtime
+    )
+    return [Fix(OPERATIONAL, "restart the container", f"{tool} restart {container.id[:12]}")]
+
+
+def _remedies(verdict: str, ev: Evidence) -> list[Fix]:
+    """The operational remedies that can work on this evidence, least disruptive first."""
+    pid = ev.pid
+    status = ev.status
+    traced = status is not None and status.tracer_pid != 0
+    if verdict == NAMESPACE_INIT:
+        nudge = [_nudge(pid)] if status is not None and has_sigchld(status.sig_cgt) else []
+        return [*nudge, _ptrace(pid), *_restart_container(ev)]
+    fixes = []
+    if verdict == HANDLER_LOSES_SIGNALS:
+        fixes.append(_nudge(pid))
+    if verdict != PARENT_UNINTERRUPTIBLE and not traced:
+        fixes.append(_ptrace(pid))
+    fixes.append(_kill_parent(pid))
+    return fixes
+
+
+def fixes_for(verdict: str, ev: Evidence) -> list[Fix]:
+    """The ranked fixes for *verdict* on evidence *ev*: code changes, then remedies."""
+    if ev.gone:
+        return [Fix(OPERATIONAL, "look again: the zombies have a new parent", "undertaker why")]
+    if verdict == PARENT_OUTSIDE:
+        return [
+            Fix(
+                OPERATIONAL,
+                "diagnose from inside the parent's PID namespace (the container)",
+                "docker exec CONTAINER undertaker why",
+            )
+        ]
+    first: list[Fix] = []
+    if verdict == PARENT_STOPPED:
+        first = [Fix(OPERATIONAL, "let it run again; it may then reap", f"kill -CONT {ev.pid}")]
+    elif verdict == PARENT_TRACED and ev.status is not None:
+        tracer = ev.status.tracer_pid
+        first = [
+            Fix(
+                OPERATIONAL,
+                f"detach the tracer ({ev.tracer_comm or '?'}): quit the debugger, or end it",
+                f"kill {tracer}",
+            )
+        ]
+    elif verdict == PARENT_UNINTERRUPTIBLE:
+        first = [
+            Fix(OPERATIONAL, "see what the kernel call waits for", f"cat /proc/{ev.pid}/stack")
+        ]
+    elif verdict == SIGCHLD_IGNORED_LATE:
+        first = [
+            Fix(
+                CODE,
+                "set SIG_IGN before the first fork, or drain once right after setting it",
+                "signal(SIGCHLD, SIG_IGN); while (waitpid(-1, NULL, WNOHANG) > 0) ;",
+            )
+        ]
+    elif verdict == SIGCHLD_BLOCKED:
+        first = [
+            Fix(
+                CODE,
+                "unblock SIGCHLD, or when it is blocked for sigwaitinfo/signalfd, "
+                "call waitpid in a loop each time it is collected",
+                "sigprocmask(SIG_UNBLOCK, &chld, NULL);  /* or: signalfd read, then "
+                "while (waitpid(-1, NULL, WNOHANG) > 0) ; */",
+            )
+        ]
+    elif verdict in (HANDLER_LOSES_SIGNALS, HANDLER_NOT_REAPING):
+        first = [_handler_loop(ev)]
+    elif verdict == PARENT_ZOMBIE_LEADER:
+        first = [
+            Fix(
+                CODE,
+                "a live thread must reap: the main thread that exited no longer can",
+                "while (waitpid(-1, NULL, WNOHANG) > 0) ;  /* in a thread that runs */",
+            )
+        ]
+    elif verdict == NAMESPACE_INIT:
+        first = _container_fixes(ev)
+    elif verdict in (WAITS_FOR_OTHER, NEVER_WAITS):
+        first = _wait_code(ev)
+    return first + _remedies(verdict, ev)
