@@ -267,3 +267,18 @@ def test_kill_parent_zombies_are_adopted_and_reaped_by_init() -> None:
     assert "sent SIGTERM to" in out
     assert "2 of 2 zombie(s) reaped after adoption" in out
     assert out.count(", reaped") == 2
+
+
+def test_the_reap_commands_why_suggests_run_as_dry_runs() -> None:
+    """Each ``undertaker reap`` fix that ``why`` ranks is accepted and, alone, changes nothing."""
+    with ZombieParent([ZombieSpec(code=3)]) as zp:
+        done = cli("why", str(zp.pid), "--json")
+        fixes = json.loads(done.stdout)["parents"][0]["fixes"]
+        commands = [f["how"].split()[1:] for f in fixes if f["how"].startswith("undertaker reap")]
+        assert {c[2] for c in commands} >= {"ptrace", "kill-parent"}
+        for args in commands:
+            ran = cli(*args)
+            assert ran.returncode == 0, (args, ran.stderr)
+            assert "dry run; --yes to act" in ran.stdout
+        assert proc_state(zp.zombies[0]) == "Z"
+        assert proc_state(zp.pid) == "S"
