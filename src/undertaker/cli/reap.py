@@ -175,7 +175,7 @@ def _do_ptrace(
     if not args.yes:
         print(
             f"  ptrace: would make {parent.pid} call wait4 for {len(zombies)} zombie(s), "
-            "stopping it for at most about 5 ms at a time (dry run; --yes to act)"
+            "stopping it about 5 ms at a time (dry run; --yes to act)"
         )
         log.write("ptrace", parent, zombies, dry_run=True)
         return []
