@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         set_parent_death_signal,
     )
     from undertaker.reaper import Reaped, Reaper
+    from undertaker.remedy import ReapRefused, plan_ptrace_reap, reap_via_ptrace
 
 __version__ = "0.1.0"
 
@@ -37,12 +38,15 @@ _LAZY = {
     "NotSupported": "undertaker._control_errors",
     "Reaped": "undertaker.reaper",
     "Reaper": "undertaker.reaper",
+    "ReapRefused": "undertaker.remedy",
     "StatusLost": "undertaker._control_errors",
     "TimeoutExpired": "undertaker._control_errors",
     "become_subreaper": "undertaker.prctl",
     "daemonize": "undertaker.daemon",
     "is_subreaper": "undertaker.prctl",
     "parent_death_signal": "undertaker.prctl",
+    "plan_ptrace_reap": "undertaker.remedy",
+    "reap_via_ptrace": "undertaker.remedy",
     "set_parent_death_signal": "undertaker.prctl",
     "spawn": "undertaker.children",
     "wait_for_exit": "undertaker.pidfd",
@@ -56,6 +60,7 @@ __all__ = [
     "NoSuchProcess",
     "NotSupported",
     "ProcUnavailable",
+    "ReapRefused",
     "Reaped",
     "Reaper",
     "StatusLost",
@@ -67,6 +72,8 @@ __all__ = [
     "daemonize",
     "is_subreaper",
     "parent_death_signal",
+    "plan_ptrace_reap",
+    "reap_via_ptrace",
     "set_parent_death_signal",
     "signal_name",
     "spawn",

@@ -8,7 +8,8 @@ loads nothing the others need.
 Exit codes: 0 nothing found, 1 zombies found (``ps``, ``tree``) or explained
 (``why``) or a finding needs action (``doctor``), 2 error or bad input,
 3 no zombies seen in an incomplete view (``ps``, ``tree``: hidepid, other
-users), 141 standard output closed early (as if killed by SIGPIPE).
+users), 4-9 a refusal of ``reap`` (see ``cli/_exit.py``), 141 standard output
+closed early (as if killed by SIGPIPE).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ SUBCOMMANDS = {
     "status": "status",
     "doctor": "doctor",
     "run": "run",
+    "reap": "reap",
 }
 
 EXIT_PIPE_CLOSED = 128 + 13  # what a shell reports for a process killed by SIGPIPE

@@ -1,0 +1,445 @@
+"""Reap zombies inside their live parent: it calls ``wait4`` for them, through ptrace.
+
+The parent is stopped with ``PTRACE_SEIZE`` + ``PTRACE_INTERRUPT`` (it sees
+no SIGSTOP), made to run ``wait4(ZPID, NULL, WNOHANG, NULL)`` for each zombie
+through a system call instruction already in its memory, given back every
+register verbatim (so an interrupted ``nanosleep``, ``read``, ``accept``,
+``select`` or ``epoll_wait`` restarts as the kernel would have restarted it)
+and detached. Many zombies are reaped per stop, and a stop ends after
+*max_stop* seconds; the rest wait for the next attach.
+
+The tracing runs in a short-lived helper process forked for the purpose: if
+the parent never stops (stuck in ``D``) or anything hangs, killing the helper
+detaches the kernel's trace, where a tracer that lingered would freeze the
+parent in ``t`` as soon as it woke.
+
+What the parent loses: the exit status of each reaped child. Its own later
+``wait`` for that child fails with ECHILD (Python's ``subprocess`` then
+reports returncode 0; ``multiprocessing`` believes the child alive forever).
+The status is read from ``/proc`` before the reap and returned.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import signal
+import time
+import warnings
+from dataclasses import dataclass, field
+
+from undertaker._errors import AccessDenied, NoSuchProcess
+from undertaker.proc._read import read_status
+from undertaker.remedy._arch import Arch, for_machine
+from undertaker.remedy._checks import check_may_ptrace, check_parent, ptrace_requirement
+from undertaker.remedy._errors import NotAZombie, NotPermitted, ParentGone, ParentRefused
+from undertaker.remedy._ptrace import Tracee, find_site, site_for
+from undertaker.remedy._target import Target, Zombie, open_parent
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from undertaker.wait import WaitStatus
+
+WNOHANG = 1
+_PAUSE = 0.001  # seconds the parent runs between two attaches
+# A batch aims at this share of max_stop: the parent itself runs each injected
+# call, and on a loaded machine it may wait for a CPU while stopped.
+_SLACK = 0.9
+
+
+@dataclass
+class ZombieOutcome:
+    """What happened to one zombie.
+
+    Attributes:
+        pid: the zombie.
+        status: its exit status, read before the reap (None: hidden from us).
+        reaped: True when the parent's injected ``wait4`` returned its PID.
+        detail: why not, when not reaped ("" when reaped).
+    """
+
+    pid: int
+    status: WaitStatus | None
+    reaped: bool
+    detail: str = ""
+
+
+@dataclass
+class PtraceResult:
+    """The outcome of :func:`reap_via_ptrace`.
+
+    Attributes:
+        parent: the parent PID.
+        outcomes: one per zombie, in the order given.
+        stops: how long each stop of the parent lasted, in seconds (from the
+            interrupt request to the detach, an upper bound).
+        held_signals: signals that arrived while the parent was stopped; each
+            was held and delivered at the detach.
+    """
+
+    parent: int
+    outcomes: list[ZombieOutcome]
+    stops: list[float] = field(default_factory=list)
+    held_signals: int = 0
+
+    @property
+    def reaped(self) -> list[int]:
+        """The PIDs reaped."""
+        return [o.pid for o in self.outcomes if o.reaped]
+
+
+def _describe(ret: int, zpid: int) -> str:
+    if ret == zpid:
+        return ""
+    if ret == 0:
+        return "wait4 returned 0: not reapable yet (live threads?)"
+    if ret == -errno.ECHILD:
+        return "wait4: ECHILD, no longer a child of this parent"
+    return f"wait4 failed in the parent: {errno.errorcode.get(-ret, -ret)}"
+
+
+@dataclass
+class PtracePlan:
+    """Checked targets for one parent, held by pidfds until :meth:`execute` or :meth:`close`.
+
+    Create with :func:`plan_ptrace_reap`; what :meth:`execute` does is what
+    the plan shows, to the processes it identified, or nothing.
+    """
+
+    parent: Target
+    thread: int
+    zombies: list[Zombie]
+    arch: Arch
+
+    def execute(self, max_stop: float = 0.005, timeout: float = 5.0) -> PtraceResult:
+        """Reap the planned zombies inside the parent.
+
+        Args:
+            max_stop: end a stop of the parent once it has lasted this long
+                (seconds); the remaining zombies are reaped in later attaches.
+            timeout: give up when the parent does not stop, or a batch does
+                not finish, within this many seconds.
+
+        Raises:
+            ParentGone: the parent exited or its PID was reused since the plan.
+            ParentRefused: the parent did not stop in time (stuck in D).
+            NotPermitted: the kernel refused ptrace.
+        """
+        if not self.parent.same():
+            raise ParentGone(self.parent.pid, "the parent exited or was replaced since the check")
+        live = [z for z in self.zombies if z.same()]
+        answers, stops, held, error = _run_helper(self, live, max_stop, timeout)
+        outcomes = []
+        for z in self.zombies:
+            ret = answers.get(z.pid)
+            if ret is not None:
+                reaped = ret == z.pid and not z.alive()
+                outcomes.append(
+                    ZombieOutcome(z.pid, z.status, reaped=reaped, detail=_describe(ret, z.pid))
+                )
+            elif z not in live:
+                outcomes.append(
+                    ZombieOutcome(z.pid, z.status, reaped=False, detail="gone or replaced before")
+                )
+            else:
+                why = f"not attempted: {error}" if error else "not attempted"
+                outcomes.append(ZombieOutcome(z.pid, z.status, reaped=False, detail=why))
+        if error is not None and not answers:
+            raise error
+        return PtraceResult(self.parent.pid, outcomes, stops, held)
+
+    def close(self) -> None:
+        """Close every pidfd the plan holds."""
+        self.parent.close()
+        for z in self.zombies:
+            z.close()
+
+
+def _machine_of(pid: int) -> int | None:
+    # e_machine of the parent's executable: bytes 18-19 of its ELF header.
+    try:
+        with open(f"/proc/{pid}/exe", "rb") as exe:
+            head = exe.read(20)
+    except OSError:
+        return None
+    return int.from_bytes(head[18:20], "little") if head[:4] == b"\x7fELF" else None
+
+
+def _own_zombie(zpid: int, parent_pid: int) -> Zombie:
+    zombie = Zombie.open(zpid)
+    if zombie.ppid != parent_pid:
+        zombie.close()
+        raise NotAZombie(zpid, f"its parent is {zombie.ppid}, not {parent_pid}")
+    return zombie
+
+
+def _check_traceable(parent: Target, d_timeout: float) -> tuple[int, Arch]:
+    thread = int(check_parent(parent, d_timeout))
+    check_may_ptrace(parent)
+    try:
+        arch = for_machine(os.uname().machine)
+    except KeyError:
+        raise ParentRefused(parent.pid, f"no ptrace module for {os.uname().machine}") from None
+    machine = _machine_of(parent.pid)
+    if machine is not None and machine != arch.e_machine:
+        raise ParentRefused(parent.pid, f"the parent is not a {arch.name} program")
+    return thread, arch
+
+
+def plan_ptrace_reap(
+    parent_pid: int, zombie_pids: Sequence[int], d_timeout: float = 1.0
+) -> PtracePlan:
+    """Check everything that can be checked before stopping the parent.
+
+    Args:
+        parent_pid: the parent expected to own every zombie.
+        zombie_pids: its zombie children to reap.
+        d_timeout: how long to wait for a parent in ``D`` to leave it.
+
+    Raises:
+        NotAZombie, LiveZombieLeader: a target is not a reapable zombie, or
+            not a child of *parent_pid*.
+        ParentGone, ParentRefused, NotPermitted: see :func:`reap_via_ptrace`.
+    """
+    if not zombie_pids:
+        raise ValueError("no zombie to reap")
+    zombies: list[Zombie] = []
+    parent: Target | None = None
+    try:
+        zombies.extend(_own_zombie(zpid, parent_pid) for zpid in dict.fromkeys(zombie_pids))
+        parent = open_parent(zombies[0])
+        return plan_for(parent, zombies, d_timeout)
+    except BaseException:
+        for target in [*zombies, *([parent] if parent else [])]:
+            target.close()
+        raise
+
+
+def plan_for(parent: Target, zombies: list[Zombie], d_timeout: float = 1.0) -> PtracePlan:
+    """Plan with targets identified earlier (their pidfds carry the identity over).
+
+    The plan shares the targets: closing it closes them.
+
+    Raises:
+        NotAZombie: a zombie is not a child of *parent*, or was reaped or replaced.
+        ParentGone, ParentRefused, NotPermitted: see :func:`reap_via_ptrace`.
+    """
+    for zombie in zombies:
+        if zombie.ppid != parent.pid:
+            raise NotAZombie(zombie.pid, f"its parent is {zombie.ppid}, not {parent.pid}")
+        if not zombie.same():
+            raise NotAZombie(zombie.pid, "reaped or replaced since the check")
+    thread, arch = _check_traceable(parent, d_timeout)
+    return PtracePlan(parent, thread, list(zombies), arch)
+
+
+def reap_via_ptrace(
+    parent_pid: int,
+    zombie_pids: Sequence[int],
+    *,
+    max_stop: float = 0.005,
+    timeout: float = 5.0,
+) -> PtraceResult:
+    """Make *parent_pid* reap its zombie children *zombie_pids*, without killing it.
+
+    See the module docstring for how, and what the parent loses.
+
+    Args:
+        parent_pid: the zombies' parent; it keeps running afterwards.
+        zombie_pids: the zombies to reap (all children of *parent_pid*).
+        max_stop: the longest one stop of the parent may last, in seconds.
+        timeout: give up when the parent does not stop within this long.
+
+    Returns:
+        One outcome per zombie, with the exit status it had, and the stops.
+
+    Raises:
+        NotAZombie: a target is not a zombie, not the parent's child, or gone.
+        LiveZombieLeader: a target has live threads: no one can reap it yet.
+        ParentGone: the parent exited, or its PID was reused, before we acted.
+        ParentRefused: the parent is traced, PID 1, ourselves, under a seccomp
+            filter, another architecture, or stuck in ``D``.
+        NotPermitted: no CAP_SYS_PTRACE, or Yama forbids it (the message says which).
+    """
+    plan = plan_ptrace_reap(parent_pid, zombie_pids)
+    try:
+        return plan.execute(max_stop, timeout)
+    finally:
+        plan.close()
+
+
+# --- the helper process ----------------------------------------------------
+
+
+def _run_helper(
+    plan: PtracePlan, zombies: list[Zombie], max_stop: float, timeout: float
+) -> tuple[dict[int, int], list[float], int, Exception | None]:
+    """Fork the tracer, read its report, kill it if it hangs."""
+    read_end, write_end = os.pipe()
+    # os.fork warns in a threaded process (3.12+); the child only calls
+    # ptrace, os and json, all of which were imported before the fork.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the helper: whatever happens, it never returns into the caller
+        try:
+            os.close(read_end)
+            _helper(plan, zombies, max_stop, write_end)
+        finally:
+            os._exit(1)
+    os.close(write_end)
+    answers: dict[int, int] = {}
+    stops: list[float] = []
+    held = 0
+    error: Exception | None = None
+    finished = False
+    try:
+        lines, finished = _read_lines(read_end, timeout)
+    finally:
+        os.close(read_end)
+        # A helper that stopped reporting is stuck (the parent never stopped):
+        # give it only a moment before killing it.
+        if not _reap_helper(pid, timeout if finished else 0.05):
+            error = ParentRefused(
+                plan.parent.pid, f"the parent did not stop within {timeout} s (state D?)"
+            )
+    for line in lines:
+        report = json.loads(line)
+        if "error" in report:
+            error = _as_error(plan, report)
+            continue
+        if "done" in report:
+            continue
+        answers.update({int(k): v for k, v in report["answers"].items()})
+        stops.append(report["stop"])
+        held += report["held"]
+    return answers, stops, held, error
+
+
+def _helper(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -> None:
+    """Run the batches in the forked helper, report, and exit."""
+    # A terminal's ^C or a group kill must not end it between setting the
+    # injection frame and restoring the parent's registers; the caller still
+    # can (SIGKILL) when it stops reporting.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_IGN)
+    code = 0
+    try:
+        report = _trace(plan, zombies, max_stop, out)
+    except BaseException as err:  # noqa: BLE001  (reported to the caller, then exit)
+        report = {
+            "error": type(err).__name__,
+            "errno": getattr(err, "errno", None),
+            "message": str(err),
+        }
+        code = 1
+    try:
+        os.write(out, (json.dumps(report) + "\n").encode())
+    finally:
+        os._exit(code)
+
+
+def _read_lines(fd: int, timeout: float) -> tuple[list[str], bool]:
+    """Read newline-ended reports until EOF (True) or *timeout* without progress (False)."""
+    data = b""
+    finished = False
+    while True:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            finished = True
+            break
+        data += chunk
+    return [line for line in data.decode().split("\n") if line], finished
+
+
+def _reap_helper(pid: int, timeout: float) -> bool:
+    """Wait for the helper; kill it (ours, not yet reaped: the PID is safe) when stuck."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+        time.sleep(0.001)
+    os.kill(pid, 9)  # its exit detaches the kernel's trace of the parent
+    os.waitpid(pid, 0)
+    return False
+
+
+def _as_error(plan: PtracePlan, report: dict[str, object]) -> Exception:
+    pid = plan.parent.pid
+    if report["error"] == "TraceeGone":
+        return ParentGone(pid, "the parent ended while attached")
+    if report["error"] == "ParentGone":
+        return ParentGone(pid, str(report["message"]).rsplit(" (pid=", 1)[0])
+    if report["errno"] == errno.EPERM:
+        try:  # a debugger may have attached since the check: that is EPERM too
+            tracer = read_status(pid).tracer_pid
+        except (NoSuchProcess, AccessDenied):
+            tracer = 0
+        if tracer:
+            return ParentRefused(pid, f"the parent is already traced by PID {tracer}")
+        return NotPermitted(pid, f"ptrace refused: {ptrace_requirement()}")
+    if report["errno"] == errno.ESRCH:
+        return ParentGone(pid, "the parent exited before it could be attached")
+    return ParentRefused(pid, f"ptrace failed: {report['message']}")
+
+
+def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -> dict[str, object]:
+    """The helper's work: batches of injected wait4 calls, each within *max_stop*."""
+    pending = list(zombies)
+    fallback: int | None = None
+    per_reap = 0.0
+    try:  # before the first stop when we may (root): the search costs milliseconds
+        mem = os.open(f"/proc/{plan.thread}/mem", os.O_RDONLY | os.O_CLOEXEC)
+        fallback = find_site(plan.thread, plan.arch, mem)
+    except OSError:
+        mem = -1  # only the tracer may read it: after the attach
+    try:
+        while pending:
+            tracee = Tracee(plan.thread, plan.arch)
+            start = time.monotonic()
+            tracee.attach()
+            answers: dict[int, int] = {}
+            try:
+                if not plan.parent.alive():  # the PID we attached may be a newcomer's
+                    raise ParentGone(plan.parent.pid, "the parent was replaced before the attach")
+                refusal = plan.arch.refuse(tracee.saved)
+                if refusal:
+                    raise ParentRefused(plan.parent.pid, f"the parent is {refusal}")
+                if mem < 0:
+                    mem = os.open(f"/proc/{plan.thread}/mem", os.O_RDONLY | os.O_CLOEXEC)
+                    fallback = find_site(plan.thread, plan.arch, mem)
+                site = site_for(tracee, mem, fallback)
+                if site is None:
+                    raise ParentRefused(plan.parent.pid, "no system call instruction found")
+                while pending:
+                    zombie = pending[0]
+                    if answers and time.monotonic() - start + 2 * per_reap > _SLACK * max_stop:
+                        break  # one more reap and the detach would overrun: the rest next stop
+                    began = time.monotonic()
+                    pending.pop(0)
+                    if zombie.alive():  # not reaped, so its PID still names it
+                        answers[zombie.pid] = tracee.syscall(
+                            site, plan.arch.wait4, zombie.pid, 0, WNOHANG, 0
+                        )
+                    took = time.monotonic() - began
+                    per_reap = took if not per_reap else 0.8 * per_reap + 0.2 * took
+            finally:
+                try:
+                    tracee.detach()
+                finally:  # what was reaped is reported even when something failed
+                    stop = time.monotonic() - start
+                    batch = {"answers": answers, "stop": stop, "held": len(tracee.signals)}
+                    os.write(out, (json.dumps(batch) + "\n").encode())
+            if pending:
+                time.sleep(_PAUSE)
+    finally:
+        if mem >= 0:
+            os.close(mem)
+    return {"done": True}
