@@ -267,7 +267,8 @@ class Reaper:
     def _forked(self) -> None:
         """In the child of fork(): this copy reaps nothing and holds nothing."""
         self._running = False
-        self._lock = threading.RLock()  # another thread may have held it at the fork
+        self._lock = threading.RLock()  # another thread may have held them at the fork
+        self._stop_lock = threading.RLock()
         self._thread = None
         self._handed.close()
         if self._waker is not None:
