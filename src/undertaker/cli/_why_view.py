@@ -130,12 +130,14 @@ def render_leader(report: LeaderReport, style: Style) -> list[str]:
     ]
 
 
-def render_explanation(found: Explanation, style: Style, now: float) -> str:
-    """The whole text answer."""
+def render_explanation(
+    found: Explanation, style: Style, now: float, *, incomplete: bool = False
+) -> str:
+    """The whole text answer; *incomplete*: the scan missed processes, so none is no all-clear."""
     blocks = [render_parent(r, style, now) for r in found.parents]
     blocks += [render_leader(r, style) for r in found.leaders]
     if not blocks:
-        blocks.append(["no zombies"])
+        blocks.append(["no zombies seen: the view is incomplete" if incomplete else "no zombies"])
     lines: list[str] = []
     for block in blocks:
         lines += [*block, ""]
