@@ -6,9 +6,55 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
-from helpers import needs_namespace
-from undertaker.testing import ZombieParent, ZombieSpec
+from helpers import cli, needs_namespace
+from undertaker.testing import ZombieParent, ZombieSpec, proc_state, sleep_until
+
+# Wrapped around a scenario's code, which leaves its unwaited children in
+# ``kids``: print them once they are zombies, block on stdin, reap all at EOF.
+_TAIL = r"""
+import json as _j, os as _o, signal as _s, sys as _y
+_y.stdout.write(_j.dumps([k if isinstance(k, int) else k.pid for k in kids]) + "\n")
+_y.stdout.flush()
+while _o.read(0, 4096):
+    pass
+_s.signal(_s.SIGCHLD, _s.SIG_DFL)
+while True:
+    try:
+        _o.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+"""
+
+
+@contextmanager
+def python_parent(code: str, argv0: str = sys.executable) -> Iterator[tuple[int, list[int]]]:
+    """Run *code* (which fills ``kids``) in a Python parent; yield its PID and zombie PIDs."""
+    parent = subprocess.Popen(
+        [argv0, "-c", code + _TAIL], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert parent.stdout is not None
+    assert parent.stdin is not None
+    try:
+        kids = json.loads(parent.stdout.readline())
+        assert sleep_until(lambda: all(proc_state(k) == "Z" for k in kids), 10)
+        yield parent.pid, kids
+    finally:
+        parent.stdin.close()
+        parent.wait(30)
+        parent.stdout.close()
+
+
+def why_json(*args: str) -> tuple[int, dict[str, Any], str]:
+    """``why --json ARGS`` and ``why ARGS``: the status, the document and the text."""
+    doc = cli("why", "--json", *args)
+    text = cli("why", *args)
+    assert doc.returncode == text.returncode, text.stderr
+    return doc.returncode, json.loads(doc.stdout), text.stdout
+
 
 AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 
@@ -60,3 +106,36 @@ def test_hidepid_why_and_doctor_say_the_view_is_incomplete() -> None:
     # The PID count comes from the kernel's task count, not nobody's own few processes.
     used = int(findings["pid_max"]["fact"].split(": ")[1].split(" of ")[0])
     assert used > 5
+
+
+# A wakeup-only SIGCHLD handler (as event loops install), one earlier targeted
+# wait (subprocess.run), then three Popen children it forgets.
+_WAKEUP_HANDLER = """
+import signal, subprocess
+signal.signal(signal.SIGCHLD, lambda *_: None)
+subprocess.run(["true"], check=True)
+kids = [subprocess.Popen(["true"]) for _ in range(3)]
+"""
+
+
+def test_handler_that_reaped_once_is_an_inference_not_a_fact() -> None:
+    """ "Reaped before" may be one targeted wait: the reason hedges, code first, nudge a try."""
+    with python_parent(_WAKEUP_HANDLER) as (pid, kids):
+        status, doc, text = why_json(str(pid))
+        # A SIGCHLD does nothing to this parent: the nudge is only a try.
+        cli("reap", "--method", "nudge", "--parent", str(pid))
+        assert all(proc_state(k) == "Z" for k in kids)
+    assert status == 1
+    parent = doc["parents"][0]
+    assert parent["verdict"] == "handler-loses-signals"
+    assert "may reap only one child per signal" in parent["reason"]
+    assert "only the children it waits for by PID" in parent["reason"]
+    fixes = parent["fixes"]
+    assert fixes[0]["kind"] == "code"
+    assert any("Popen" in f["how"] and ".wait()" in f["how"] for f in fixes if f["kind"] == "code")
+    nudge = [f for f in fixes if "--method nudge" in f["how"]]
+    assert len(nudge) == 1
+    assert nudge[0]["summary"].startswith("try")
+    assert "reports whether" in nudge[0]["summary"]
+    assert all(f["kind"] == "operational" for f in fixes[fixes.index(nudge[0]) :])
+    assert "may reap only one child per signal" in text

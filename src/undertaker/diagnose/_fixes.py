@@ -122,7 +122,12 @@ def _reap(method: str, pid: int, summary: str) -> Fix:
 
 
 def _nudge(pid: int) -> Fix:
-    return _reap("nudge", pid, "send SIGCHLD again: each signal lets the handler reap")
+    return _reap(
+        "nudge",
+        pid,
+        "try sending SIGCHLD again: a handler that reaps one child per signal reaps one "
+        "more (reap reports whether zombies went; if not, the code fix is the way)",
+    )
 
 
 def _ptrace(pid: int) -> Fix:
@@ -239,7 +244,10 @@ def fixes_for(verdict: str, ev: Evidence) -> list[Fix]:
                 "while (waitpid(-1, NULL, WNOHANG) > 0) ; */",
             )
         ]
-    elif verdict in (HANDLER_LOSES_SIGNALS, HANDLER_NOT_REAPING):
+    elif verdict == HANDLER_LOSES_SIGNALS:
+        # Either cause fits the evidence: the loop in the handler, or a wait per child.
+        first = [_handler_loop(ev), *_wait_code(ev)[:1]]
+    elif verdict == HANDLER_NOT_REAPING:
         first = [_handler_loop(ev)]
     elif verdict == PARENT_ZOMBIE_LEADER:
         first = [

@@ -153,9 +153,10 @@ def _code_verdict(ev: Evidence) -> tuple[str, str]:
             return (
                 HANDLER_LOSES_SIGNALS,
                 (
-                    "a SIGCHLD handler is installed and the parent has reaped children "
-                    "before, yet these remain: the handler reaps one child per signal, and "
-                    "signals that arrive together are merged into one"
+                    "a SIGCHLD handler is installed and the parent has waited for a child "
+                    "before, yet these remain: it may reap only one child per signal "
+                    "(signals that arrive together merge into one), or only the children "
+                    "it waits for by PID (one earlier targeted wait also counts)"
                 ),
             )
         return (
