@@ -30,18 +30,29 @@ while True:
 """
 
 
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
 @contextmanager
-def python_parent(code: str, argv0: str = sys.executable) -> Iterator[tuple[int, list[int]]]:
-    """Run *code* (which fills ``kids``) in a Python parent; yield its PID and zombie PIDs."""
+def python_parent(code: str, prefix: tuple[str, ...] = ()) -> Iterator[tuple[int, list[int]]]:
+    """Run *code* (which fills ``kids``) in a Python parent; yield its PID and zombie PIDs.
+
+    With a *prefix* (``unshare ... --fork``) the parent is the prefix's only child.
+    """
     parent = subprocess.Popen(
-        [argv0, "-c", code + _TAIL], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        [*prefix, sys.executable, "-c", code + _TAIL], stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
     assert parent.stdout is not None
     assert parent.stdin is not None
     try:
-        kids = json.loads(parent.stdout.readline())
+        count = len(json.loads(parent.stdout.readline()))
+        pid = _children(parent.pid)[0] if prefix else parent.pid
+        kids = _children(pid)
+        assert len(kids) == count
         assert sleep_until(lambda: all(proc_state(k) == "Z" for k in kids), 10)
-        yield parent.pid, kids
+        yield pid, kids
     finally:
         parent.stdin.close()
         parent.wait(30)
@@ -139,3 +150,30 @@ def test_handler_that_reaped_once_is_an_inference_not_a_fact() -> None:
     assert "reports whether" in nudge[0]["summary"]
     assert all(f["kind"] == "operational" for f in fixes[fixes.index(nudge[0]) :])
     assert "may reap only one child per signal" in text
+
+
+_POPEN_AS_INIT = """
+import subprocess
+kids = [subprocess.Popen(["true"]) for _ in range(3)]
+"""
+
+
+@needs_namespace
+def test_namespace_init_holding_its_own_children_gets_wait_fixes_first() -> None:
+    """PID 1 whose zombies are its own Popen children: waiting is the fix; an init or a
+    Reaper only helps with adopted orphans, and is offered on that condition."""
+    prefix = ("unshare", "--pid", "--fork", "--mount-proc")
+    with python_parent(_POPEN_AS_INIT, prefix) as (pid, kids):
+        status, doc, text = why_json(str(pid))
+    assert status == 1
+    parent = doc["parents"][0]
+    assert parent["verdict"] == "namespace-init-not-reaping"
+    assert len(parent["zombies"]) == len(kids) == 3
+    fixes = parent["fixes"]
+    assert "Popen" in fixes[0]["how"]
+    assert "wait" in fixes[0]["how"]
+    for fix in fixes:
+        if "Reaper" in fix["how"] or "undertaker run" in fix["how"] or "--init" in fix["how"]:
+            assert "if these are adopted orphans" in fix["summary"], fix
+    assert any("Reaper" in f["how"] for f in fixes)
+    assert "if these are adopted orphans" in text

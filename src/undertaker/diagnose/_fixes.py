@@ -47,24 +47,27 @@ def _python(ev: Evidence) -> bool:
     return ev.runtime == "python"
 
 
+def _c_wait_code() -> list[Fix]:
+    return [
+        Fix(CODE, "wait for every child you fork", "waitpid(pid, &status, 0);  /* per child */"),
+        Fix(
+            CODE,
+            "when exit statuses are not needed, let the kernel reap: before forking",
+            "signal(SIGCHLD, SIG_IGN);",
+        ),
+        Fix(
+            CODE,
+            "or double fork, so init adopts the grandchild",
+            "if (fork() == 0) { if (fork() == 0) execvp(...); _exit(0); } waitpid(pid, 0, 0);",
+        ),
+    ]
+
+
 def _wait_code(ev: Evidence) -> list[Fix]:
     """Reap each child the program starts: tailored to Python's own child APIs."""
     if not _python(ev):
-        return [
-            Fix(
-                CODE, "wait for every child you fork", "waitpid(pid, &status, 0);  /* per child */"
-            ),
-            Fix(
-                CODE,
-                "when exit statuses are not needed, let the kernel reap: before forking",
-                "signal(SIGCHLD, SIG_IGN);",
-            ),
-            Fix(
-                CODE,
-                "or double fork, so init adopts the grandchild",
-                "if (fork() == 0) { if (fork() == 0) execvp(...); _exit(0); } waitpid(pid, 0, 0);",
-            ),
-        ]
+        # A double fork hands the grandchild to PID 1: no help when PID 1 is the parent.
+        return _c_wait_code()[: 2 if ev.is_namespace_init else 3]
     if ev.forked_without_exec:
         return [
             Fix(
@@ -143,17 +146,26 @@ def _kill_parent(pid: int) -> Fix:
     return _reap("kill-parent", pid, "end the parent (SIGTERM, then SIGKILL): init reaps them")
 
 
+_ORPHANS = "if these are adopted orphans (their own parent exited)"
+
+
 def _container_fixes(ev: Evidence) -> list[Fix]:
+    """Wait for its own children first; an init or a Reaper only reaps adopted orphans.
+
+    The kernel does not record a zombie's original parent, so the orphan
+    fixes are offered on that condition: they leave the program's own
+    children (the Reaper by design, ``undertaker run`` by moving it to PID 2).
+    """
     fixes = [
         Fix(
             CODE,
-            "run the entry point under an init that reaps",
+            f"{_ORPHANS}: run the entry point under an init that reaps them",
             'ENTRYPOINT ["undertaker", "run", "--"]',
         ),
-        Fix(CODE, "or let Docker add one", "docker run --init IMAGE"),
+        Fix(CODE, f"{_ORPHANS}: or let Docker add one", "docker run --init IMAGE"),
         Fix(
             CODE,
-            "or, in Kubernetes, let the pause container be PID 1",
+            f"{_ORPHANS}: or, in Kubernetes, let the pause container be PID 1",
             "spec:\n  shareProcessNamespace: true",
         ),
     ]
@@ -162,11 +174,12 @@ def _container_fixes(ev: Evidence) -> list[Fix]:
             0,
             Fix(
                 CODE,
-                "Python as PID 1: reap the orphans it adopts",
+                f"{_ORPHANS}: Python as PID 1 reaps them with a Reaper "
+                "(it never reaps the program's own children)",
                 "import undertaker\nwith undertaker.Reaper(): main()",
             ),
         )
-    return fixes
+    return _wait_code(ev) + fixes
 
 
 def _restart_container(ev: Evidence) -> list[Fix]:
