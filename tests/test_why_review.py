@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from helpers import cli, needs_namespace
+from helpers import UNDERTAKER, cli, needs_namespace
 from undertaker.testing import ZombieParent, ZombieSpec, proc_state, sleep_until
 
 # Wrapped around a scenario's code, which leaves its unwaited children in
@@ -177,3 +177,71 @@ def test_namespace_init_holding_its_own_children_gets_wait_fixes_first() -> None
             assert "if these are adopted orphans" in fix["summary"], fix
     assert any("Reaper" in f["how"] for f in fixes)
     assert "if these are adopted orphans" in text
+
+
+# Enter the PID namespace of argv[1] (its children land there), fork two
+# children that exit at once, and hold them as zombies until EOF.
+_HOLDER = r"""
+import ctypes, os, sys
+fd = os.open("/proc/%s/ns/pid" % sys.argv[1], os.O_RDONLY)
+if ctypes.CDLL(None, use_errno=True).setns(fd, 0x20000000) != 0:  # CLONE_NEWPID
+    sys.exit("setns failed")
+kids = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(7)
+    kids.append(pid)
+print(" ".join(map(str, kids)), flush=True)
+while os.read(0, 4096):
+    pass
+for pid in kids:
+    os.waitpid(pid, 0)
+"""
+
+
+@needs_namespace
+def test_parent_in_an_enclosing_namespace_is_diagnosed_from_there() -> None:
+    """Zombies whose parent is outside our PID namespace (ppid 0 here): we are already
+    inside, so the fix is to run the diagnosis from the host, not `docker exec`."""
+    init = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c",
+         "import os\nwhile os.read(0, 4096):\n    pass"],
+        stdin=subprocess.PIPE,
+    )  # fmt: skip
+    assert init.stdin is not None
+    holder = None
+    try:
+        assert sleep_until(lambda: len(_children(init.pid)) == 1, 10)
+        inner = _children(init.pid)[0]
+        holder = subprocess.Popen(
+            [sys.executable, "-c", _HOLDER, str(inner)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert holder.stdout is not None
+        kids = [int(p) for p in holder.stdout.readline().split()]
+        assert sleep_until(lambda: all(proc_state(k) == "Z" for k in kids), 10)
+        enter = ("nsenter", "-t", str(inner), "-p", "-m", *UNDERTAKER, "why")
+        text = subprocess.run([*enter], capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run(
+            [*enter, "--json"], capture_output=True, text=True, timeout=60, check=False
+        )
+    finally:
+        for proc in (holder, init):
+            if proc is not None:
+                assert proc.stdin is not None
+                proc.stdin.close()
+                proc.wait(30)
+        if holder is not None and holder.stdout is not None:
+            holder.stdout.close()
+    assert done.returncode == 1, done.stderr
+    parent = json.loads(done.stdout)["parents"][0]
+    assert parent["verdict"] == "parent-outside-view"
+    assert len(parent["zombies"]) == 2
+    assert "enclosing" in parent["reason"]
+    hows = " ".join(f["how"] + f["summary"] for f in parent["fixes"])
+    assert "docker exec" not in hows
+    assert "on the host" in hows
+    assert "docker exec" not in text.stdout

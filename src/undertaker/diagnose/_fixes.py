@@ -215,12 +215,16 @@ def fixes_for(verdict: str, ev: Evidence) -> list[Fix]:
     """The ranked fixes for *verdict* on evidence *ev*: code changes, then remedies."""
     if ev.gone:
         return [Fix(OPERATIONAL, "look again: the zombies have a new parent", "undertaker why")]
+    if verdict == PARENT_OUTSIDE and ev.unreadable:
+        return [Fix(OPERATIONAL, "diagnose as root, who sees every process", "sudo undertaker why")]
     if verdict == PARENT_OUTSIDE:
+        # We are inside a namespace the parent encloses: only from there up is it visible.
         return [
             Fix(
                 OPERATIONAL,
-                "diagnose from inside the parent's PID namespace (the container)",
-                "docker exec CONTAINER undertaker why",
+                "run the diagnosis on the host (or in the enclosing PID namespace that "
+                "holds the parent): from inside this one it cannot be seen",
+                "undertaker why",
             )
         ]
     first: list[Fix] = []

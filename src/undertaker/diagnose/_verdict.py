@@ -183,12 +183,17 @@ def diagnose(evidence: Evidence) -> Diagnosis:
                 "an init or subreaper; run the diagnosis again"
             ),
         )
+    elif evidence.status is None and evidence.unreadable:
+        found = (
+            PARENT_OUTSIDE,
+            "the parent is hidden from us (hidepid, or another user's process)",
+        )
     elif evidence.status is None:
         found = (
             PARENT_OUTSIDE,
             (
-                "the parent is outside our view (another PID namespace, or hidden): "
-                "run the diagnosis where it is visible"
+                "the parent is outside our PID namespace (the zombies' parent PID reads 0 "
+                "here): it lives in an enclosing namespace, such as the host of this container"
             ),
         )
     else:
