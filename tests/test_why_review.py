@@ -4,11 +4,16 @@ signals, namespace inits, parents out of sight, unreadable wchan, hostile names.
 from __future__ import annotations
 
 import json
+import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from helpers import UNDERTAKER, cli, needs_namespace
 from undertaker.testing import ZombieParent, ZombieSpec, proc_state, sleep_until
@@ -245,3 +250,46 @@ def test_parent_in_an_enclosing_namespace_is_diagnosed_from_there() -> None:
     assert "docker exec" not in hows
     assert "on the host" in hows
     assert "docker exec" not in text.stdout
+
+
+@contextmanager
+def named_cgroup(*names: str) -> Iterator[Path]:
+    """Real nested cgroup v2 directories named as a runtime names its own, removed afterwards."""
+    base = Path("/sys/fs/cgroup/unified")
+    if not (base / "cgroup.procs").exists():
+        base = Path("/sys/fs/cgroup")
+    if not (base / "cgroup.procs").exists() or os.geteuid() != 0:
+        pytest.skip("needs root and a writable cgroup v2 hierarchy")
+    made = [base / f"undertaker-test-{os.getpid()}-{names[0]}"]
+    for name in names[1:]:
+        made.append(made[-1] / name)
+    made[-1].mkdir(parents=True)
+    try:
+        yield made[-1]
+    finally:
+        for path in reversed(made):
+            sleep_until(lambda p=path: not (p / "cgroup.procs").read_text(), 5)  # type: ignore[misc]
+            path.rmdir()
+
+
+@needs_namespace
+def test_kubernetes_container_restart_is_a_real_command() -> None:
+    """PID 1 of a pod's container: kubectl delete pod or crictl stop, never `crictl restart`
+    (cri-tools has none); with no container named, `how` is still a command."""
+    cid, uid = secrets.token_hex(32), "0123abcd_4567_89ab_cdef_0123456789ab"
+    prefix = ("unshare", "--pid", "--fork", "--mount-proc")
+    names = ("kubepods.slice", f"kubepods-besteffort-pod{uid}.slice", f"cri-containerd-{cid}.scope")
+    with named_cgroup(*names) as scope, python_parent(_POPEN_AS_INIT, prefix) as (pid, _):
+        _, plain, _ = why_json(str(pid))
+        (scope / "cgroup.procs").write_text(f"{pid}\n")
+        status, doc, _ = why_json(str(pid))
+    assert status == 1
+    parent = doc["parents"][0]
+    assert parent["container"]["runtime"] == "containerd"
+    hows = [f["how"] for f in parent["fixes"]]
+    assert all(hows), parent["fixes"]
+    assert not any("crictl restart" in how for how in hows)
+    assert f"crictl stop {cid[:12]}" in hows
+    assert any(how.startswith("kubectl") and "delete pod" in how for how in hows)
+    # Outside any known container: the restart is still an exact command.
+    assert all(f["how"] for f in plain["parents"][0]["fixes"])

@@ -183,15 +183,51 @@ def _container_fixes(ev: Evidence) -> list[Fix]:
 
 
 def _restart_container(ev: Evidence) -> list[Fix]:
+    """Restart what owns the namespace: its PID 1 cannot be replaced while it runs.
+
+    cri-tools has no ``restart``: under Kubernetes the pod is deleted (its
+    controller makes a new one) or the container stopped (kubelet starts it
+    again, as its restartPolicy says).
+    """
     container = ev.container
-    if container is None or container.id is None:
-        return [Fix(OPERATIONAL, "restart the container (its PID 1 cannot be replaced)", "")]
-    tool = (
-        "crictl"
-        if container.runtime in ("containerd", "cri-o", "kubernetes")
-        else container.runtime
-    )
-    return [Fix(OPERATIONAL, "restart the container", f"{tool} restart {container.id[:12]}")]
+    if container is None:
+        return [
+            Fix(
+                OPERATIONAL,
+                "end the namespace's PID 1 (every process of the namespace ends with it), "
+                "then start the service again",
+                f"kill {ev.pid}",
+            )
+        ]
+    short = container.id[:12] if container.id else None
+    if container.runtime in ("docker", "podman") and short:
+        return [Fix(OPERATIONAL, "restart the container", f"{container.runtime} restart {short}")]
+    fixes = []
+    if container.pod_uid:
+        fixes.append(
+            Fix(
+                OPERATIONAL,
+                "delete the pod; its controller (Deployment, StatefulSet...) creates a new one",
+                "kubectl get pods -A -o custom-columns=NAMESPACE:.metadata.namespace,"
+                f"NAME:.metadata.name,UID:.metadata.uid | grep {container.pod_uid}\n"
+                "kubectl delete pod -n NAMESPACE NAME",
+            )
+        )
+    if short:
+        fixes.append(
+            Fix(
+                OPERATIONAL,
+                "or stop the container; kubelet starts it again (restartPolicy)",
+                f"crictl stop {short}",
+            )
+        )
+    return fixes or [
+        Fix(
+            OPERATIONAL,
+            f"restart the {container.runtime} container (no id in its cgroup: find it by PID)",
+            f"cat /proc/{ev.pid}/cgroup",
+        )
+    ]
 
 
 def _remedies(verdict: str, ev: Evidence) -> list[Fix]:
