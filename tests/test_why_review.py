@@ -293,3 +293,19 @@ def test_kubernetes_container_restart_is_a_real_command() -> None:
     assert any(how.startswith("kubectl") and "delete pod" in how for how in hows)
     # Outside any known container: the restart is still an exact command.
     assert all(f["how"] for f in plain["parents"][0]["fixes"])
+
+
+def test_unreadable_wchan_is_not_running() -> None:
+    """As nobody, root's sleeping parent shows wchan "0", as a running one would: the kernel
+    hides it. Said as unreadable (null), never as "" (running)."""
+    with python_parent(_POPEN_AS_INIT) as (pid, _):
+        assert proc_state(pid) == "S"
+        done = subprocess.run(
+            [*AS_NOBODY, *UNDERTAKER, "why", "--json", str(pid)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    parent = json.loads(done.stdout)["parents"][0]
+    assert parent["state"] == "S"
+    assert parent["wchan"] is None
+    assert any(what.startswith("wchan") for what in parent["unreadable"])

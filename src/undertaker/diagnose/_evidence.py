@@ -159,6 +159,10 @@ def gather(group: ParentGroup, root: str = "/proc") -> Evidence:
         return _gone(group)._replace(gone=False, unreadable=[f"/proc/{pid} ({_PRIVILEGE})"])
     if fields.start_ticks != group.process.start_ticks:
         return _gone(group)
+    if wchan == "" and (syscall is None or fields.state != "R"):
+        # The kernel prints 0 both for a running task and when it hides the
+        # answer from us: only a running one we may trace means "running".
+        wchan = None
     if wchan is None:
         unreadable.append(f"wchan ({_PRIVILEGE})")
     if syscall is None and fields.state != "Z":
