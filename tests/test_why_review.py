@@ -309,3 +309,83 @@ def test_unreadable_wchan_is_not_running() -> None:
     assert parent["state"] == "S"
     assert parent["wchan"] is None
     assert any(what.startswith("wchan") for what in parent["unreadable"])
+
+
+# A subreaper that never reaps its adopted orphans: its child (the middle
+# parent) holds three zombies and exits on a line from stdin; the grandparent
+# waits for it alone. At EOF it reaps everything.
+_SUBREAPER = r"""
+import ctypes, json, os, sys, time
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+gate_r, gate_w = os.pipe()
+middle = os.fork()
+if middle == 0:
+    os.close(gate_w)
+    kids = []
+    for _ in range(3):
+        kid = os.fork()
+        if kid == 0:
+            os._exit(3)
+        kids.append(kid)
+    print(json.dumps([os.getpid(), kids]), flush=True)
+    os.read(gate_r, 1)
+    os._exit(0)
+os.close(gate_r)
+sys.stdin.readline()
+os.close(gate_w)
+os.waitpid(middle, 0)
+print("gone", flush=True)
+while os.read(0, 4096):
+    pass
+while True:
+    try:
+        os.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+"""
+
+
+def _sleeping_in_watch(pid: int) -> bool:
+    from undertaker.diagnose import syscall_name  # noqa: PLC0415
+    from undertaker.proc._detail import read_syscall  # noqa: PLC0415
+
+    call = read_syscall(pid)
+    number = call.number if call is not None else None
+    return number is not None and syscall_name(number) in ("clock_nanosleep", "nanosleep")
+
+
+def test_watch_reports_a_parent_that_exited_meanwhile() -> None:
+    """The parent exits during --watch, its zombies adopted by a subreaper that does not
+    reap: "parent exited during the watch", not "5 -> 0 (not growing)"."""
+    grand = subprocess.Popen(
+        [sys.executable, "-c", _SUBREAPER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert grand.stdin is not None
+    assert grand.stdout is not None
+    watchers: list[subprocess.Popen[str]] = []
+    try:
+        middle, kids = json.loads(grand.stdout.readline())
+        assert sleep_until(lambda: all(proc_state(k) == "Z" for k in kids), 10)
+        command = [*UNDERTAKER, "why", "--watch", "2", str(middle)]
+        watchers += [
+            subprocess.Popen([*command, *extra], stdout=subprocess.PIPE, text=True)
+            for extra in (("--json",), ())
+        ]
+        assert sleep_until(lambda: all(_sleeping_in_watch(w.pid) for w in watchers), 30)
+        grand.stdin.write("exit\n")
+        grand.stdin.flush()
+        assert grand.stdout.readline() == "gone\n"
+        assert all(proc_state(k) == "Z" for k in kids)  # adopted, still unreaped
+        (doc, _), (text, _) = (w.communicate(timeout=60) for w in watchers)
+    finally:
+        for watcher in watchers:
+            watcher.kill()
+            watcher.wait()
+        grand.stdin.close()
+        grand.wait(30)
+        grand.stdout.close()
+    growth = json.loads(doc)["parents"][0]["growth"]
+    assert growth["gone"] is True
+    assert (growth["before"], growth["remaining"]) == (3, 3)
+    assert "parent exited during the watch" in text
+    assert "not growing" not in text

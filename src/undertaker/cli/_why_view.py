@@ -108,8 +108,15 @@ def render_parent(report: ParentReport, style: Style, now: float) -> list[str]:
     lines += [f"  {key:<14} {value}" for key, value in _evidence_rows(ev)]
     if report.growth is not None:
         g = report.growth
-        trend = "growing" if g.after > g.before else "not growing"
-        lines.append(f"  over {g.seconds:g}s     {g.before} -> {g.after} zombies ({trend})")
+        if g.gone:
+            change = (
+                f"parent exited during the watch; {g.remaining} of its {g.before} zombies "
+                "remain (adopted, still unreaped)"
+            )
+        else:
+            trend = "growing" if g.after > g.before else "not growing"
+            change = f"{g.before} -> {g.after} zombies ({trend})"
+        lines.append(f"  over {g.seconds:g}s     {change}")
     lines += [style.dim(f"  could not read: {what}") for what in ev.unreadable]
     lines.append(f"  verdict        {style.zombie(diag.verdict)}: {diag.reason}")
     if diag.fixes:

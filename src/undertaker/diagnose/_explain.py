@@ -38,6 +38,8 @@ class Growth(NamedTuple):
     seconds: float
     before: int
     after: int  # 0 also when the parent went away
+    gone: bool = False  # the parent exited (or its PID was reused) during the watch
+    remaining: int = 0  # when gone: how many of its zombies are still unreaped elsewhere
 
 
 class ParentReport(NamedTuple):
@@ -123,7 +125,9 @@ def watch(first: Explanation, seconds: float, root: str = "/proc") -> Explanatio
     """Sample each parent's zombie count again after *seconds*; attach the growth.
 
     A parent is followed by identity (PID and start time), so a PID reused
-    meanwhile counts as gone (0 zombies), never as the same parent.
+    meanwhile counts as gone, never as the same parent. A gone parent's
+    zombies may live on, adopted by a subreaper that does not reap either:
+    ``remaining`` counts them (each also followed by identity).
     """
     time.sleep(seconds)
     later = scan(root, owners=False)
@@ -131,7 +135,14 @@ def watch(first: Explanation, seconds: float, root: str = "/proc") -> Explanatio
     for report in first.parents:
         ev = report.evidence
         proc = later.processes.get(ev.pid)
-        same = proc is not None and proc.start_ticks == ev.start_ticks
+        same = proc is not None and proc.start_ticks == ev.start_ticks and not proc.is_zombie
         after = sum(1 for k in later.children(ev.pid) if k.is_zombie) if same else 0
-        reports.append(report._replace(growth=Growth(seconds, len(ev.zombies), after)))
+        remaining = 0
+        if not same:
+            for zombie in ev.zombies:
+                now = later.processes.get(zombie.process.pid)
+                if now is not None and now.start_ticks == zombie.process.start_ticks:
+                    remaining += now.is_zombie
+        growth = Growth(seconds, len(ev.zombies), after, gone=not same, remaining=remaining)
+        reports.append(report._replace(growth=growth))
     return first._replace(parents=reports)
