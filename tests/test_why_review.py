@@ -389,3 +389,45 @@ def test_watch_reports_a_parent_that_exited_meanwhile() -> None:
     assert (growth["before"], growth["remaining"]) == (3, 3)
     assert "parent exited during the watch" in text
     assert "not growing" not in text
+
+
+# A parent named with terminal escapes (prctl PR_SET_NAME), with one live child;
+# both block on stdin; at EOF the child exits and the parent waits for it.
+_HOSTILE = r"""
+import ctypes, os
+ctypes.CDLL(None).prctl(15, b"\x1b]0;pwn\x07\x1b[2J", 0, 0, 0)
+kid = os.fork()
+if kid == 0:
+    while os.read(0, 4096):
+        pass
+    os._exit(0)
+print(kid, flush=True)
+while os.read(0, 4096):
+    pass
+os.waitpid(kid, 0)
+"""
+
+
+def test_quiet_parent_line_is_escaped_and_said_once() -> None:
+    """A quiet parent's comm may hold escape sequences: printed escaped, as ps does; the same
+    PID asked three times is answered once."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _HOSTILE], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert parent.stdin is not None
+    assert parent.stdout is not None
+    try:
+        int(parent.stdout.readline())
+        pid = str(parent.pid)
+        assert sleep_until(lambda: "pwn" in Path(f"/proc/{pid}/comm").read_text(), 10)
+        done = subprocess.run(
+            [*UNDERTAKER, "why", pid, pid, pid], capture_output=True, timeout=60, check=False
+        )
+    finally:
+        parent.stdin.close()
+        parent.wait(30)
+        parent.stdout.close()
+    assert done.returncode == 0, done.stderr
+    assert b"\x1b" not in done.stdout
+    assert b"\x07" not in done.stdout
+    assert done.stdout.count(b"holds no zombies") == 1

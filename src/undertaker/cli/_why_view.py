@@ -118,13 +118,13 @@ def render_parent(report: ParentReport, style: Style, now: float) -> list[str]:
             change = f"{g.before} -> {g.after} zombies ({trend})"
         lines.append(f"  over {g.seconds:g}s     {change}")
     lines += [style.dim(f"  could not read: {what}") for what in ev.unreadable]
-    lines.append(f"  verdict        {style.zombie(diag.verdict)}: {diag.reason}")
+    lines.append(f"  verdict        {style.zombie(diag.verdict)}: {printable(diag.reason)}")
     if diag.fixes:
         lines.append("  fixes, least disruptive first:")
     for rank, fix in enumerate(diag.fixes, 1):
         tag = "code" if fix.kind == CODE else "now"
-        lines.append(f"    {rank}. [{tag}] {fix.summary}")
-        lines += [f"         {style.blame(line)}" for line in fix.how.splitlines()]
+        lines.append(f"    {rank}. [{tag}] {printable(fix.summary)}")
+        lines += [f"         {style.blame(printable(line))}" for line in fix.how.splitlines()]
     return lines
 
 
@@ -148,5 +148,5 @@ def render_explanation(
     lines: list[str] = []
     for block in blocks:
         lines += [*block, ""]
-    lines += found.quiet
+    lines += [printable(line) for line in found.quiet]  # they hold a raw comm
     return "\n".join(lines).rstrip("\n")

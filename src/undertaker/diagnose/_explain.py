@@ -77,7 +77,7 @@ def _select(snapshot: Snapshot, pids: Collection[int]) -> tuple[set[int], set[in
     parents: set[int] = set()
     leaders: set[int] = set()
     quiet = []
-    for pid in pids:
+    for pid in dict.fromkeys(pids):  # each once, in the order asked
         proc = snapshot.processes.get(pid)
         if proc is None:
             raise NoSuchProcess(pid)
