@@ -431,3 +431,25 @@ def test_quiet_parent_line_is_escaped_and_said_once() -> None:
     assert b"\x1b" not in done.stdout
     assert b"\x07" not in done.stdout
     assert done.stdout.count(b"holds no zombies") == 1
+
+
+_POPEN_SAME_PROGRAM = f"""
+import subprocess
+kids = [subprocess.Popen([{sys.executable!r}, "-c", "pass"]) for _ in range(3)]
+"""
+
+
+def test_same_name_children_are_probably_forked_not_surely() -> None:
+    """Popen children running the parent's own interpreter share its name though they did
+    exec: "probably forked without exec", and the Popen fix is offered next to join."""
+    with python_parent(_POPEN_SAME_PROGRAM) as (pid, _):
+        status, doc, text = why_json(str(pid))
+    assert status == 1
+    parent = doc["parents"][0]
+    assert parent["forked_without_exec"] == 3
+    assert "no exec" not in text
+    assert "probably forked without exec" in text
+    code = " ".join(f["how"] for f in parent["fixes"] if f["kind"] == "code")
+    assert "join()" in code
+    assert "Popen" in code
+    assert ".wait()" in code

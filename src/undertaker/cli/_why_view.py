@@ -75,7 +75,12 @@ def _evidence_rows(ev: Evidence) -> list[tuple[str, str]]:
         rows.append(("runtime", f"{ev.runtime} (from its command line)"))
     if ev.forked_without_exec:
         count = ev.forked_without_exec
-        rows.append(("forked", f"{count} {plural(count, 'zombie')} carry its name: no exec"))
+        rows.append(
+            (
+                "forked",
+                f"{count} {plural(count, 'zombie')} share its name: probably forked without exec",
+            )
+        )
     if status.seccomp:
         rows.append(("seccomp", "strict" if status.seccomp == 1 else "filter"))
     return rows

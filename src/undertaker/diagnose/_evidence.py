@@ -82,7 +82,11 @@ class Evidence(NamedTuple):
 
     @property
     def forked_without_exec(self) -> int:
-        """How many of its zombies carry the parent's own name: forked, never exec'd."""
+        """How many of its zombies carry the parent's own name: probably forked, never exec'd.
+
+        Only a hint: a child that exec'd the same program (a Popen of the same
+        interpreter), or a parent that exec'd after forking, looks alike.
+        """
         status = self.status
         if status is None:
             return 0

@@ -68,23 +68,27 @@ def _wait_code(ev: Evidence) -> list[Fix]:
     if not _python(ev):
         # A double fork hands the grandchild to PID 1: no help when PID 1 is the parent.
         return _c_wait_code()[: 2 if ev.is_namespace_init else 3]
+    popen = Fix(
+        CODE,
+        "Python: wait for every subprocess you start",
+        "with subprocess.Popen(argv) as proc: ...  # or proc.wait() / proc.communicate()",
+    )
     if ev.forked_without_exec:
+        # A shared name only suggests a fork without exec: a Popen of the same
+        # interpreter looks alike, so both fixes are offered.
         return [
             Fix(
                 CODE,
-                "Python: these children were forked without exec (multiprocessing or os.fork): "
-                "join or wait for each",
+                "Python: these children share its name, so were probably forked without exec "
+                "(multiprocessing or os.fork): join or wait for each",
                 "p.join()  # each multiprocessing.Process (or os.waitpid(pid, 0) per os.fork); "
                 "multiprocessing.active_children() now and then joins the finished",
-            )
+            ),
+            popen._replace(
+                summary="or, if they are subprocesses running the same program, wait for each"
+            ),
         ]
-    return [
-        Fix(
-            CODE,
-            "Python: wait for every subprocess you start",
-            "with subprocess.Popen(argv) as proc: ...  # or proc.wait() / proc.communicate()",
-        )
-    ]
+    return [popen]
 
 
 def _handler_loop(ev: Evidence) -> Fix:
