@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from helpers import UNDERTAKER, cli, needs_namespace
+from helpers import UNDERTAKER, cli, needs_namespace, run_in_namespace
 from undertaker.testing import ZombieParent, ZombieSpec, proc_state, sleep_until
 
 # Wrapped around a scenario's code, which leaves its unwaited children in
@@ -453,3 +453,37 @@ def test_same_name_children_are_probably_forked_not_surely() -> None:
     assert "join()" in code
     assert "Popen" in code
     assert ".wait()" in code
+
+
+_THREADED = """
+import subprocess, threading
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+kids = [subprocess.Popen(["true"]) for _ in range(2)]
+"""
+
+
+def test_thread_id_is_explained_as_its_process() -> None:
+    """`why TID` of a thread: said to be a thread of process TGID, which is diagnosed."""
+    with python_parent(_THREADED) as (pid, _):
+        tid = next(t for t in sorted(map(int, os.listdir(f"/proc/{pid}/task"))) if t != pid)
+        status, doc, text = why_json(str(tid))
+    assert status == 1
+    assert [p["pid"] for p in doc["parents"]] == [pid]
+    assert f"pid {tid} is a thread of process {pid}" in text
+    assert doc["quiet"] == [f"pid {tid} is a thread of process {pid}"]
+
+
+@needs_namespace
+def test_doctor_in_a_pid_namespace_says_the_host_limit_is_hidden() -> None:
+    """Inside a PID namespace its own pid_max is not the whole story: noted as ps notes it."""
+    code = (
+        "import subprocess, sys\n"
+        "done = subprocess.run([sys.executable, '-m', 'undertaker', 'doctor', '--json'],"
+        " capture_output=True, text=True)\n"
+        "print(done.stdout)"
+    )
+    done = run_in_namespace(code)
+    assert done.returncode == 0, done.stderr
+    findings = json.loads(done.stdout)["findings"]
+    view = [f["fact"] for f in findings if f["check"] == "view"]
+    assert any("inside a PID namespace" in fact and "host's" in fact for fact in view), findings

@@ -14,7 +14,7 @@ from undertaker._errors import NoSuchProcess, UndertakerError
 from undertaker.census import take_census
 from undertaker.diagnose._evidence import Evidence, gather
 from undertaker.diagnose._verdict import Diagnosis, diagnose, leader_diagnosis
-from undertaker.proc import scan
+from undertaker.proc import read_status, scan
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -67,6 +67,20 @@ class Explanation(NamedTuple):
     quiet: list[str]  # asked-about parents that hold no zombies
 
 
+def _thread_group(snapshot: Snapshot, pid: int) -> int:
+    """The process *pid* belongs to: itself, or for a thread ID its thread group leader.
+
+    A thread is not listed in ``/proc`` but its ``/proc/TID`` answers.
+    """
+    if pid in snapshot.processes:
+        return pid
+    try:
+        tgid = read_status(pid, snapshot.root).tgid
+    except UndertakerError:  # gone, hidden: the caller says so
+        return pid
+    return tgid if tgid in snapshot.processes else pid
+
+
 def _select(snapshot: Snapshot, pids: Collection[int]) -> tuple[set[int], set[int], list[str]]:
     """Sort the asked PIDs into parents to explain, zombie leaders, and quiet parents.
 
@@ -77,10 +91,13 @@ def _select(snapshot: Snapshot, pids: Collection[int]) -> tuple[set[int], set[in
     parents: set[int] = set()
     leaders: set[int] = set()
     quiet = []
-    for pid in dict.fromkeys(pids):  # each once, in the order asked
+    for asked in dict.fromkeys(pids):  # each once, in the order asked
+        pid = _thread_group(snapshot, asked)
+        if pid != asked:
+            quiet.append(f"pid {asked} is a thread of process {pid}")
         proc = snapshot.processes.get(pid)
         if proc is None:
-            raise NoSuchProcess(pid)
+            raise NoSuchProcess(asked)
         kids = snapshot.children(pid)
         if proc.is_zombie:
             parents.add(proc.ppid)
