@@ -57,6 +57,7 @@ def python_parent(code: str, prefix: tuple[str, ...] = ()) -> Iterator[tuple[int
         kids = _children(pid)
         assert len(kids) == count
         assert sleep_until(lambda: all(proc_state(k) == "Z" for k in kids), 10)
+        assert sleep_until(lambda: proc_state(pid) == "S", 10)  # settled in its read
         yield pid, kids
     finally:
         parent.stdin.close()
@@ -299,7 +300,6 @@ def test_unreadable_wchan_is_not_running() -> None:
     """As nobody, root's sleeping parent shows wchan "0", as a running one would: the kernel
     hides it. Said as unreadable (null), never as "" (running)."""
     with python_parent(_POPEN_AS_INIT) as (pid, _):
-        assert proc_state(pid) == "S"
         done = subprocess.run(
             [*AS_NOBODY, *UNDERTAKER, "why", "--json", str(pid)],
             capture_output=True, text=True, timeout=60, check=False,
