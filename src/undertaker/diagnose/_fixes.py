@@ -199,8 +199,8 @@ def _restart_container(ev: Evidence) -> list[Fix]:
             Fix(
                 OPERATIONAL,
                 "end the namespace's PID 1 (every process of the namespace ends with it), "
-                "then start the service again",
-                f"kill {ev.pid}",
+                "then start the service again; a PID 1 ignores SIGTERM it has no handler for",
+                f"kill -KILL {ev.pid}",
             )
         ]
     short = container.id[:12] if container.id else None
