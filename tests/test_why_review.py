@@ -140,7 +140,8 @@ def test_handler_that_reaped_once_is_an_inference_not_a_fact() -> None:
     with python_parent(_WAKEUP_HANDLER) as (pid, kids):
         status, doc, text = why_json(str(pid))
         # A SIGCHLD does nothing to this parent: the nudge is only a try.
-        cli("reap", "--method", "nudge", "--parent", str(pid))
+        nudged = cli("reap", "--method", "nudge", "--parent", str(pid))
+        assert "the parent reaped 0 of 3" in nudged.stdout  # reap says the try failed
         assert all(proc_state(k) == "Z" for k in kids)
     assert status == 1
     parent = doc["parents"][0]
