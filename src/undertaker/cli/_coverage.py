@@ -40,6 +40,7 @@ class Coverage(NamedTuple):
     threads_max: int | None
     child_namespace: bool | None  # we run in a PID namespace other than the initial one
     limit: Limit | None  # the limit with the least headroom
+    pid_limit: Limit | None = None  # pid_max and the PIDs in use against it (doctor)
 
     def notes(self) -> list[str]:
         """The caveats a person must read next to the counts."""
@@ -85,7 +86,8 @@ def assess(snapshot: Snapshot) -> Coverage:
     if tasks is not None and most:
         limits.append(Limit("threads-max", tasks, most, "loadavg", "system"))
     limit = min(limits, key=lambda lim: lim.max - lim.used) if limits else None
-    return Coverage(hidden is not None, hidden, tasks, most, child, limit)
+    pids = limits[0] if snapshot.pid_max else None
+    return Coverage(hidden is not None, hidden, tasks, most, child, limit, pids)
 
 
 def exit_status(zombies: int, coverage: Coverage) -> int:

@@ -75,7 +75,12 @@ def _evidence_rows(ev: Evidence) -> list[tuple[str, str]]:
         rows.append(("runtime", f"{ev.runtime} (from its command line)"))
     if ev.forked_without_exec:
         count = ev.forked_without_exec
-        rows.append(("forked", f"{count} {plural(count, 'zombie')} carry its name: no exec"))
+        rows.append(
+            (
+                "forked",
+                f"{count} {plural(count, 'zombie')} share its name: probably forked without exec",
+            )
+        )
     if status.seccomp:
         rows.append(("seccomp", "strict" if status.seccomp == 1 else "filter"))
     return rows
@@ -108,16 +113,23 @@ def render_parent(report: ParentReport, style: Style, now: float) -> list[str]:
     lines += [f"  {key:<14} {value}" for key, value in _evidence_rows(ev)]
     if report.growth is not None:
         g = report.growth
-        trend = "growing" if g.after > g.before else "not growing"
-        lines.append(f"  over {g.seconds:g}s     {g.before} -> {g.after} zombies ({trend})")
+        if g.gone:
+            change = (
+                f"parent exited during the watch; {g.remaining} of its {g.before} zombies "
+                "remain (adopted, still unreaped)"
+            )
+        else:
+            trend = "growing" if g.after > g.before else "not growing"
+            change = f"{g.before} -> {g.after} zombies ({trend})"
+        lines.append(f"  over {g.seconds:g}s     {change}")
     lines += [style.dim(f"  could not read: {what}") for what in ev.unreadable]
-    lines.append(f"  verdict        {style.zombie(diag.verdict)}: {diag.reason}")
+    lines.append(f"  verdict        {style.zombie(diag.verdict)}: {printable(diag.reason)}")
     if diag.fixes:
         lines.append("  fixes, least disruptive first:")
     for rank, fix in enumerate(diag.fixes, 1):
         tag = "code" if fix.kind == CODE else "now"
-        lines.append(f"    {rank}. [{tag}] {fix.summary}")
-        lines += [f"         {style.blame(line)}" for line in fix.how.splitlines()]
+        lines.append(f"    {rank}. [{tag}] {printable(fix.summary)}")
+        lines += [f"         {style.blame(printable(line))}" for line in fix.how.splitlines()]
     return lines
 
 
@@ -130,14 +142,16 @@ def render_leader(report: LeaderReport, style: Style) -> list[str]:
     ]
 
 
-def render_explanation(found: Explanation, style: Style, now: float) -> str:
-    """The whole text answer."""
+def render_explanation(
+    found: Explanation, style: Style, now: float, *, incomplete: bool = False
+) -> str:
+    """The whole text answer; *incomplete*: the scan missed processes, so none is no all-clear."""
     blocks = [render_parent(r, style, now) for r in found.parents]
     blocks += [render_leader(r, style) for r in found.leaders]
     if not blocks:
-        blocks.append(["no zombies"])
+        blocks.append(["no zombies seen: the view is incomplete" if incomplete else "no zombies"])
     lines: list[str] = []
     for block in blocks:
         lines += [*block, ""]
-    lines += found.quiet
+    lines += [printable(line) for line in found.quiet]  # they hold a raw comm
     return "\n".join(lines).rstrip("\n")

@@ -7,6 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from undertaker.cli._common import EXIT_FOUND, EXIT_OK, add_color_option, add_proc_option
+from undertaker.cli._coverage import assess
 from undertaker.cli._style import Style, use_color
 from undertaker.diagnose._doctor import ACTION, OK, examine
 from undertaker.proc import scan
@@ -37,7 +38,10 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def run(args: argparse.Namespace) -> int:
     """Examine and print; exit 1 when a finding needs action."""
-    findings = examine(scan(args.proc, owners=False))
+    snapshot = scan(args.proc, owners=False)
+    coverage = assess(snapshot)
+    used = coverage.pid_limit.used if coverage.pid_limit is not None else None
+    findings = examine(snapshot, pids_used=used, view=coverage.notes())
     status = EXIT_FOUND if any(f.level == ACTION for f in findings) else EXIT_OK
     if args.json:
         doc = {"version": DOCTOR_JSON_VERSION, "findings": [f._asdict() for f in findings]}

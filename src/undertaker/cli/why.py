@@ -7,7 +7,9 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from undertaker.cli._common import EXIT_FOUND, EXIT_OK, add_color_option, add_proc_option, pid_arg
+from undertaker._errors import NoSuchProcess, UndertakerError
+from undertaker.cli._common import EXIT_FOUND, add_color_option, add_proc_option, pid_arg
+from undertaker.cli._coverage import assess, exit_status
 from undertaker.cli._style import Style, use_color
 from undertaker.cli._why_json import explanation_json
 from undertaker.cli._why_view import render_explanation
@@ -19,7 +21,8 @@ if TYPE_CHECKING:
 
 _HELP = (
     "Exit status: 0 no zombies, 1 zombies (or zombie leaders) explained, 2 bad input "
-    "(not a number, no such process, not a zombie and no children) or error. "
+    "(not a number, no such process, not a zombie and no children) or error, 3 no "
+    "zombies seen but the view is incomplete (hidepid, other users' processes). "
     "JSON schema: docs/json.md."
 )
 
@@ -63,13 +66,29 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def run(args: argparse.Namespace) -> int:
     """Scan, explain, print; exit 1 when something was explained."""
     snapshot = scan(args.proc, owners=False)
-    found = explain(snapshot, args.pids)
+    coverage = assess(snapshot)
+    try:
+        found = explain(snapshot, args.pids)
+    except NoSuchProcess as err:
+        if not coverage.incomplete:
+            raise
+        # Under hidepid a PID we cannot see may well exist: never claim it does not.
+        raise UndertakerError(
+            f"pid {err.pid} not seen: it may be hidden ({coverage.hidden})"
+        ) from None
     if args.watch is not None and found.parents:
         found = watch(found, args.watch, args.proc)
-    status = EXIT_FOUND if found.parents or found.leaders else EXIT_OK
+    status = EXIT_FOUND if found.leaders else exit_status(len(found.parents), coverage)
     if args.json:
         indent = 1 if sys.stdout.isatty() else None
-        sys.stdout.write(json.dumps(explanation_json(found), indent=indent) + "\n")
+        doc = explanation_json(found) | {
+            "hidepid": snapshot.hidepid,
+            "incomplete": coverage.incomplete,
+        }
+        sys.stdout.write(json.dumps(doc, indent=indent) + "\n")
         return status
-    print(render_explanation(found, Style(use_color(args.color)), time.time()))
+    style = Style(use_color(args.color))
+    print(render_explanation(found, style, time.time(), incomplete=coverage.incomplete))
+    for note in coverage.notes():
+        print(style.dim("note: " + note))
     return status

@@ -19,6 +19,8 @@ from undertaker.proc._system import cgroup_pids, loadavg_tasks, pid_max, read_sm
 from undertaker.wait import has_cap_sys_ptrace
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from undertaker.proc import Snapshot, Status
 
 OK = "ok"
@@ -145,8 +147,22 @@ def _seccomp_of(pid: int, root: str) -> int | None:
         return None
 
 
-def examine(snapshot: Snapshot) -> list[Finding]:
-    """Run every check against the live system (and *snapshot*, a scan of it)."""
+def judge_view(notes: Sequence[str]) -> list[Finding]:
+    """What the scan could not see (hidepid, another PID namespace): the counts' caveats."""
+    return [Finding("view", NOTE, note, "") for note in notes]
+
+
+def examine(
+    snapshot: Snapshot, *, pids_used: int | None = None, view: Sequence[str] = ()
+) -> list[Finding]:
+    """Run every check against the live system (and *snapshot*, a scan of it).
+
+    Args:
+        snapshot: a scan of the system.
+        pids_used: PIDs in use, when a better count than the scan's is known
+            (the kernel's task count under hidepid).
+        view: caveats on what the scan saw, one finding each.
+    """
     root = snapshot.root
     try:
         subreaper: bool | None = is_subreaper()
@@ -159,9 +175,10 @@ def examine(snapshot: Snapshot) -> list[Finding]:
     init_zombies = sum(1 for p in snapshot.children(1) if p.is_zombie)
     tasks = loadavg_tasks(root)
     findings = [
+        *judge_view(view),
         judge_self(os.getpid(), subreaper),
         judge_init(init, init_zombies),
-        judge_limit("pid_max", snapshot.pids_used, pid_max(root)),
+        judge_limit("pid_max", pids_used or snapshot.pids_used, pid_max(root)),
         judge_limit("threads-max", tasks, threads_max(root)),
     ]
     pids = cgroup_pids(root)

@@ -82,7 +82,11 @@ class Evidence(NamedTuple):
 
     @property
     def forked_without_exec(self) -> int:
-        """How many of its zombies carry the parent's own name: forked, never exec'd."""
+        """How many of its zombies carry the parent's own name: probably forked, never exec'd.
+
+        Only a hint: a child that exec'd the same program (a Popen of the same
+        interpreter), or a parent that exec'd after forking, looks alike.
+        """
         status = self.status
         if status is None:
             return 0
@@ -159,6 +163,10 @@ def gather(group: ParentGroup, root: str = "/proc") -> Evidence:
         return _gone(group)._replace(gone=False, unreadable=[f"/proc/{pid} ({_PRIVILEGE})"])
     if fields.start_ticks != group.process.start_ticks:
         return _gone(group)
+    if wchan == "" and (syscall is None or fields.state != "R"):
+        # The kernel prints 0 both for a running task and when it hides the
+        # answer from us: only a running one we may trace means "running".
+        wchan = None
     if wchan is None:
         unreadable.append(f"wchan ({_PRIVILEGE})")
     if syscall is None and fields.state != "Z":

@@ -14,7 +14,7 @@ from undertaker._errors import NoSuchProcess, UndertakerError
 from undertaker.census import take_census
 from undertaker.diagnose._evidence import Evidence, gather
 from undertaker.diagnose._verdict import Diagnosis, diagnose, leader_diagnosis
-from undertaker.proc import scan
+from undertaker.proc import read_status, scan
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -38,6 +38,8 @@ class Growth(NamedTuple):
     seconds: float
     before: int
     after: int  # 0 also when the parent went away
+    gone: bool = False  # the parent exited (or its PID was reused) during the watch
+    remaining: int = 0  # when gone: how many of its zombies are still unreaped elsewhere
 
 
 class ParentReport(NamedTuple):
@@ -65,6 +67,20 @@ class Explanation(NamedTuple):
     quiet: list[str]  # asked-about parents that hold no zombies
 
 
+def _thread_group(snapshot: Snapshot, pid: int) -> int:
+    """The process *pid* belongs to: itself, or for a thread ID its thread group leader.
+
+    A thread is not listed in ``/proc`` but its ``/proc/TID`` answers.
+    """
+    if pid in snapshot.processes:
+        return pid
+    try:
+        tgid = read_status(pid, snapshot.root).tgid
+    except UndertakerError:  # gone, hidden: the caller says so
+        return pid
+    return tgid if tgid in snapshot.processes else pid
+
+
 def _select(snapshot: Snapshot, pids: Collection[int]) -> tuple[set[int], set[int], list[str]]:
     """Sort the asked PIDs into parents to explain, zombie leaders, and quiet parents.
 
@@ -75,10 +91,13 @@ def _select(snapshot: Snapshot, pids: Collection[int]) -> tuple[set[int], set[in
     parents: set[int] = set()
     leaders: set[int] = set()
     quiet = []
-    for pid in pids:
+    for asked in dict.fromkeys(pids):  # each once, in the order asked
+        pid = _thread_group(snapshot, asked)
+        if pid != asked:
+            quiet.append(f"pid {asked} is a thread of process {pid}")
         proc = snapshot.processes.get(pid)
         if proc is None:
-            raise NoSuchProcess(pid)
+            raise NoSuchProcess(asked)
         kids = snapshot.children(pid)
         if proc.is_zombie:
             parents.add(proc.ppid)
@@ -123,7 +142,9 @@ def watch(first: Explanation, seconds: float, root: str = "/proc") -> Explanatio
     """Sample each parent's zombie count again after *seconds*; attach the growth.
 
     A parent is followed by identity (PID and start time), so a PID reused
-    meanwhile counts as gone (0 zombies), never as the same parent.
+    meanwhile counts as gone, never as the same parent. A gone parent's
+    zombies may live on, adopted by a subreaper that does not reap either:
+    ``remaining`` counts them (each also followed by identity).
     """
     time.sleep(seconds)
     later = scan(root, owners=False)
@@ -131,7 +152,14 @@ def watch(first: Explanation, seconds: float, root: str = "/proc") -> Explanatio
     for report in first.parents:
         ev = report.evidence
         proc = later.processes.get(ev.pid)
-        same = proc is not None and proc.start_ticks == ev.start_ticks
+        same = proc is not None and proc.start_ticks == ev.start_ticks and not proc.is_zombie
         after = sum(1 for k in later.children(ev.pid) if k.is_zombie) if same else 0
-        reports.append(report._replace(growth=Growth(seconds, len(ev.zombies), after)))
+        remaining = 0
+        if not same:
+            for zombie in ev.zombies:
+                now = later.processes.get(zombie.process.pid)
+                if now is not None and now.start_ticks == zombie.process.start_ticks:
+                    remaining += now.is_zombie
+        growth = Growth(seconds, len(ev.zombies), after, gone=not same, remaining=remaining)
+        reports.append(report._replace(growth=growth))
     return first._replace(parents=reports)

@@ -47,41 +47,48 @@ def _python(ev: Evidence) -> bool:
     return ev.runtime == "python"
 
 
+def _c_wait_code() -> list[Fix]:
+    return [
+        Fix(CODE, "wait for every child you fork", "waitpid(pid, &status, 0);  /* per child */"),
+        Fix(
+            CODE,
+            "when exit statuses are not needed, let the kernel reap: before forking",
+            "signal(SIGCHLD, SIG_IGN);",
+        ),
+        Fix(
+            CODE,
+            "or double fork, so init adopts the grandchild",
+            "if (fork() == 0) { if (fork() == 0) execvp(...); _exit(0); } waitpid(pid, 0, 0);",
+        ),
+    ]
+
+
 def _wait_code(ev: Evidence) -> list[Fix]:
     """Reap each child the program starts: tailored to Python's own child APIs."""
     if not _python(ev):
-        return [
-            Fix(
-                CODE, "wait for every child you fork", "waitpid(pid, &status, 0);  /* per child */"
-            ),
-            Fix(
-                CODE,
-                "when exit statuses are not needed, let the kernel reap: before forking",
-                "signal(SIGCHLD, SIG_IGN);",
-            ),
-            Fix(
-                CODE,
-                "or double fork, so init adopts the grandchild",
-                "if (fork() == 0) { if (fork() == 0) execvp(...); _exit(0); } waitpid(pid, 0, 0);",
-            ),
-        ]
+        # A double fork hands the grandchild to PID 1: no help when PID 1 is the parent.
+        return _c_wait_code()[: 2 if ev.is_namespace_init else 3]
+    popen = Fix(
+        CODE,
+        "Python: wait for every subprocess you start",
+        "with subprocess.Popen(argv) as proc: ...  # or proc.wait() / proc.communicate()",
+    )
     if ev.forked_without_exec:
+        # A shared name only suggests a fork without exec: a Popen of the same
+        # interpreter looks alike, so both fixes are offered.
         return [
             Fix(
                 CODE,
-                "Python: these children were forked without exec (multiprocessing or os.fork): "
-                "join or wait for each",
+                "Python: these children share its name, so were probably forked without exec "
+                "(multiprocessing or os.fork): join or wait for each",
                 "p.join()  # each multiprocessing.Process (or os.waitpid(pid, 0) per os.fork); "
                 "multiprocessing.active_children() now and then joins the finished",
-            )
+            ),
+            popen._replace(
+                summary="or, if they are subprocesses running the same program, wait for each"
+            ),
         ]
-    return [
-        Fix(
-            CODE,
-            "Python: wait for every subprocess you start",
-            "with subprocess.Popen(argv) as proc: ...  # or proc.wait() / proc.communicate()",
-        )
-    ]
+    return [popen]
 
 
 def _handler_loop(ev: Evidence) -> Fix:
@@ -122,7 +129,12 @@ def _reap(method: str, pid: int, summary: str) -> Fix:
 
 
 def _nudge(pid: int) -> Fix:
-    return _reap("nudge", pid, "send SIGCHLD again: each signal lets the handler reap")
+    return _reap(
+        "nudge",
+        pid,
+        "try sending SIGCHLD again: a handler that reaps one child per signal reaps one "
+        "more (reap reports whether zombies went; if not, the code fix is the way)",
+    )
 
 
 def _ptrace(pid: int) -> Fix:
@@ -138,17 +150,26 @@ def _kill_parent(pid: int) -> Fix:
     return _reap("kill-parent", pid, "end the parent (SIGTERM, then SIGKILL): init reaps them")
 
 
+_ORPHANS = "if these are adopted orphans (their own parent exited)"
+
+
 def _container_fixes(ev: Evidence) -> list[Fix]:
+    """Wait for its own children first; an init or a Reaper only reaps adopted orphans.
+
+    The kernel does not record a zombie's original parent, so the orphan
+    fixes are offered on that condition: they leave the program's own
+    children (the Reaper by design, ``undertaker run`` by moving it to PID 2).
+    """
     fixes = [
         Fix(
             CODE,
-            "run the entry point under an init that reaps",
+            f"{_ORPHANS}: run the entry point under an init that reaps them",
             'ENTRYPOINT ["undertaker", "run", "--"]',
         ),
-        Fix(CODE, "or let Docker add one", "docker run --init IMAGE"),
+        Fix(CODE, f"{_ORPHANS}: or let Docker add one", "docker run --init IMAGE"),
         Fix(
             CODE,
-            "or, in Kubernetes, let the pause container be PID 1",
+            f"{_ORPHANS}: or, in Kubernetes, let the pause container be PID 1",
             "spec:\n  shareProcessNamespace: true",
         ),
     ]
@@ -157,23 +178,60 @@ def _container_fixes(ev: Evidence) -> list[Fix]:
             0,
             Fix(
                 CODE,
-                "Python as PID 1: reap the orphans it adopts",
+                f"{_ORPHANS}: Python as PID 1 reaps them with a Reaper "
+                "(it never reaps the program's own children)",
                 "import undertaker\nwith undertaker.Reaper(): main()",
             ),
         )
-    return fixes
+    return _wait_code(ev) + fixes
 
 
 def _restart_container(ev: Evidence) -> list[Fix]:
+    """Restart what owns the namespace: its PID 1 cannot be replaced while it runs.
+
+    cri-tools has no ``restart``: under Kubernetes the pod is deleted (its
+    controller makes a new one) or the container stopped (kubelet starts it
+    again, as its restartPolicy says).
+    """
     container = ev.container
-    if container is None or container.id is None:
-        return [Fix(OPERATIONAL, "restart the container (its PID 1 cannot be replaced)", "")]
-    tool = (
-        "crictl"
-        if container.runtime in ("containerd", "cri-o", "kubernetes")
-        else container.runtime
-    )
-    return [Fix(OPERATIONAL, "restart the container", f"{tool} restart {container.id[:12]}")]
+    if container is None:
+        return [
+            Fix(
+                OPERATIONAL,
+                "end the namespace's PID 1 (every process of the namespace ends with it), "
+                "then start the service again; a PID 1 ignores SIGTERM it has no handler for",
+                f"kill -KILL {ev.pid}",
+            )
+        ]
+    short = container.id[:12] if container.id else None
+    if container.runtime in ("docker", "podman") and short:
+        return [Fix(OPERATIONAL, "restart the container", f"{container.runtime} restart {short}")]
+    fixes = []
+    if container.pod_uid:
+        fixes.append(
+            Fix(
+                OPERATIONAL,
+                "delete the pod; its controller (Deployment, StatefulSet...) creates a new one",
+                "kubectl get pods -A -o custom-columns=NAMESPACE:.metadata.namespace,"
+                f"NAME:.metadata.name,UID:.metadata.uid | grep {container.pod_uid}\n"
+                "kubectl delete pod -n NAMESPACE NAME",
+            )
+        )
+    if short:
+        fixes.append(
+            Fix(
+                OPERATIONAL,
+                "or stop the container; kubelet starts it again (restartPolicy)",
+                f"crictl stop {short}",
+            )
+        )
+    return fixes or [
+        Fix(
+            OPERATIONAL,
+            f"restart the {container.runtime} container (no id in its cgroup: find it by PID)",
+            f"cat /proc/{ev.pid}/cgroup",
+        )
+    ]
 
 
 def _remedies(verdict: str, ev: Evidence) -> list[Fix]:
@@ -197,12 +255,16 @@ def fixes_for(verdict: str, ev: Evidence) -> list[Fix]:
     """The ranked fixes for *verdict* on evidence *ev*: code changes, then remedies."""
     if ev.gone:
         return [Fix(OPERATIONAL, "look again: the zombies have a new parent", "undertaker why")]
+    if verdict == PARENT_OUTSIDE and ev.unreadable:
+        return [Fix(OPERATIONAL, "diagnose as root, who sees every process", "sudo undertaker why")]
     if verdict == PARENT_OUTSIDE:
+        # We are inside a namespace the parent encloses: only from there up is it visible.
         return [
             Fix(
                 OPERATIONAL,
-                "diagnose from inside the parent's PID namespace (the container)",
-                "docker exec CONTAINER undertaker why",
+                "run the diagnosis on the host (or in the enclosing PID namespace that "
+                "holds the parent): from inside this one it cannot be seen",
+                "undertaker why",
             )
         ]
     first: list[Fix] = []
@@ -239,7 +301,10 @@ def fixes_for(verdict: str, ev: Evidence) -> list[Fix]:
                 "while (waitpid(-1, NULL, WNOHANG) > 0) ; */",
             )
         ]
-    elif verdict in (HANDLER_LOSES_SIGNALS, HANDLER_NOT_REAPING):
+    elif verdict == HANDLER_LOSES_SIGNALS:
+        # Either cause fits the evidence: the loop in the handler, or a wait per child.
+        first = [_handler_loop(ev), *_wait_code(ev)[:1]]
+    elif verdict == HANDLER_NOT_REAPING:
         first = [_handler_loop(ev)]
     elif verdict == PARENT_ZOMBIE_LEADER:
         first = [

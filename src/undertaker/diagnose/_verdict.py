@@ -153,9 +153,10 @@ def _code_verdict(ev: Evidence) -> tuple[str, str]:
             return (
                 HANDLER_LOSES_SIGNALS,
                 (
-                    "a SIGCHLD handler is installed and the parent has reaped children "
-                    "before, yet these remain: the handler reaps one child per signal, and "
-                    "signals that arrive together are merged into one"
+                    "a SIGCHLD handler is installed and the parent has waited for a child "
+                    "before, yet these remain: it may reap only one child per signal "
+                    "(signals that arrive together merge into one), or only the children "
+                    "it waits for by PID (one earlier targeted wait also counts)"
                 ),
             )
         return (
@@ -182,12 +183,17 @@ def diagnose(evidence: Evidence) -> Diagnosis:
                 "an init or subreaper; run the diagnosis again"
             ),
         )
+    elif evidence.status is None and evidence.unreadable:
+        found = (
+            PARENT_OUTSIDE,
+            "the parent is hidden from us (hidepid, or another user's process)",
+        )
     elif evidence.status is None:
         found = (
             PARENT_OUTSIDE,
             (
-                "the parent is outside our view (another PID namespace, or hidden): "
-                "run the diagnosis where it is visible"
+                "the parent is outside our PID namespace (the zombies' parent PID reads 0 "
+                "here): it lives in an enclosing namespace, such as the host of this container"
             ),
         )
     else:

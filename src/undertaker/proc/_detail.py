@@ -40,7 +40,11 @@ def _optional(path: str, pid: int) -> bytes | None:
 
 
 def read_wchan(pid: int, root: str = "/proc") -> str | None:
-    """Return the kernel function *pid* sleeps in, ``""`` when running, None if hidden.
+    """Return the kernel function *pid* sleeps in, ``""`` for ``0``, None if unreadable.
+
+    The kernel prints ``0`` for a running task and also, without ptrace
+    access (another user's process), for any task: ``""`` means "running"
+    only when the caller may trace *pid* and it is in state ``R``.
 
     Raises:
         NoSuchProcess: the process is gone.
