@@ -78,3 +78,35 @@ def run_json_script(
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
+
+
+AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+
+# In a private mount namespace: a procfs with hidepid=invisible, then each
+# command (argv[1], JSON: name -> undertaker arguments) run as nobody.
+_HIDDEN = r"""
+import json, subprocess, sys
+subprocess.run(["mount", "-t", "proc", "-o", "hidepid=invisible", "proc", "/proc"], check=True)
+out = {}
+for name, args in json.loads(sys.argv[1]).items():
+    done = subprocess.run([*sys.argv[2:], sys.executable, "-m", "undertaker", *args],
+                          capture_output=True, text=True)
+    out[name] = [done.returncode, done.stdout, done.stderr]
+print(json.dumps(out))
+"""
+
+
+def run_hidden_as_nobody(commands: dict[str, list[str]]) -> dict[str, list[Any]]:
+    """Run undertaker *commands* as uid 65534 over a ``hidepid=invisible`` procfs.
+
+    Returns ``{name: [exit status, stdout, stderr]}``.
+    """
+    done = subprocess.run(
+        ["unshare", "--mount", sys.executable, "-c", _HIDDEN, json.dumps(commands), *AS_NOBODY],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]

@@ -12,11 +12,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import cli, needs_namespace, run_in_namespace
+from helpers import AS_NOBODY, cli, needs_namespace, run_in_namespace
 from test_reap_ptrace import _tracer_of, parent
 from undertaker.testing import ZombieLeader, ZombieParent, ZombieSpec, proc_state, sleep_until
-
-AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 
 
 def test_dry_run_changes_nothing(tmp_path: Path) -> None:

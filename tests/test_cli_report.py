@@ -14,23 +14,11 @@ import time
 
 import pytest
 
-from helpers import cli, needs_namespace, run_in_namespace
+from helpers import AS_NOBODY, cli, needs_namespace, run_hidden_as_nobody, run_in_namespace
 from undertaker.testing import ZombieLeader, ZombieParent, ZombieSpec, sleep_until
-
-AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 
 # In a private mount namespace (still the initial PID namespace), mount a
 # procfs with hidepid=invisible over /proc and run ps and tree as nobody.
-HIDDEN = r"""
-import json, subprocess, sys
-subprocess.run(["mount", "-t", "proc", "-o", "hidepid=invisible", "proc", "/proc"], check=True)
-out = {}
-for name, args in (("ps", ["ps"]), ("json", ["ps", "--json"]), ("tree", ["tree", "-z"])):
-    done = subprocess.run([*sys.argv[1:], sys.executable, "-m", "undertaker", *args],
-                          capture_output=True, text=True)
-    out[name] = [done.returncode, done.stdout, done.stderr]
-print(json.dumps(out))
-"""
 
 
 @needs_namespace
@@ -41,15 +29,7 @@ def test_hidepid_view_is_incomplete_not_green() -> None:
     ``ps || alert`` stay silent.
     """
     with ZombieParent([ZombieSpec(code=4)]):
-        done = subprocess.run(
-            ["unshare", "--mount", sys.executable, "-c", HIDDEN, *AS_NOBODY],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
+        out = run_hidden_as_nobody({"ps": ["ps"], "json": ["ps", "--json"], "tree": ["tree", "-z"]})
     rc, text, err = out["ps"]
     assert (rc, err) == (3, "")
     assert "no zombies seen: the view is incomplete" in text

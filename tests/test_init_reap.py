@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import needs_namespace
+from helpers import AS_NOBODY, needs_namespace
 from init_children.harness import INIT, PYTHON, UNSHARE, Init, child, run_init, state
 from undertaker.testing import sleep_until
 
@@ -289,7 +289,6 @@ def test_without_log_reaped_stderr_is_silent() -> None:
 
 
 # The init as an unprivileged user (uid/gid 65534, "nobody") that has a root child.
-AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 needs_setpriv = pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv(1)")
 
 

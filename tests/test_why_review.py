@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from helpers import UNDERTAKER, cli, needs_namespace, run_in_namespace
+from helpers import (
+    AS_NOBODY,
+    UNDERTAKER,
+    cli,
+    needs_namespace,
+    run_hidden_as_nobody,
+    run_in_namespace,
+)
 from undertaker.testing import ZombieParent, ZombieSpec, proc_state, sleep_until
 
 # Wrapped around a scenario's code, which leaves its unwaited children in
@@ -73,37 +80,22 @@ def why_json(*args: str) -> tuple[int, dict[str, Any], str]:
     return doc.returncode, json.loads(doc.stdout), text.stdout
 
 
-AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-
 # In a private mount namespace (still the initial PID namespace), mount a
 # procfs with hidepid=invisible over /proc and run why and doctor as nobody.
-HIDDEN = r"""
-import json, subprocess, sys
-subprocess.run(["mount", "-t", "proc", "-o", "hidepid=invisible", "proc", "/proc"], check=True)
-out = {}
-runs = (("why", ["why"]), ("json", ["why", "--json"]), ("pid", ["why", sys.argv[1]]),
-        ("doctor", ["doctor", "--json"]))
-for name, args in runs:
-    done = subprocess.run([*sys.argv[2:], sys.executable, "-m", "undertaker", *args],
-                          capture_output=True, text=True)
-    out[name] = [done.returncode, done.stdout, done.stderr]
-print(json.dumps(out))
-"""
 
 
 @needs_namespace
 def test_hidepid_why_and_doctor_say_the_view_is_incomplete() -> None:
     """Root's zombies hidden from nobody: no all-clear, exit 3 as ps; a hidden PID may be hidden."""
     with ZombieParent([ZombieSpec(code=4)]) as parent:
-        done = subprocess.run(
-            ["unshare", "--mount", sys.executable, "-c", HIDDEN, str(parent.pid), *AS_NOBODY],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        out = run_hidden_as_nobody(
+            {
+                "why": ["why"],
+                "json": ["why", "--json"],
+                "pid": ["why", str(parent.pid)],
+                "doctor": ["doctor", "--json"],
+            }
         )
-    assert done.returncode == 0, done.stderr
-    out = json.loads(done.stdout)
     rc, text, err = out["why"]
     assert (rc, err) == (3, "")
     assert "no zombies seen: the view is incomplete" in text
