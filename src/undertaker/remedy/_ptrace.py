@@ -33,7 +33,11 @@ PTRACE_INTERRUPT = 0x4207
 PTRACE_EVENT_STOP = 128
 NT_PRSTATUS = 1
 WALL = 0x40000000  # __WALL: wait for the traced thread whatever its kind
-MAX_STEPS = 16  # single steps allowed for one injected call (signals, event stops)
+MAX_STEPS = 16  # single steps allowed for one injected call (event stops)
+# Signal-delivery stops do not use up steps: a parent pestered with signals
+# stops once per signal before the instruction runs. They are bounded apart,
+# so a flood faster than we can step cannot hold the parent forever.
+MAX_SIGNAL_STOPS = 100_000
 
 
 class _Iovec(ctypes.Structure):
@@ -70,12 +74,15 @@ class Tracee:
         arch: its architecture.
         saved: every register word at the stop, restored verbatim at detach.
         signals: signals that arrived while stopped, delivered again at detach.
+        held: how many signal-delivery stops there were (a standard signal
+            that arrived again while held is counted but kept once).
     """
 
     tid: int
     arch: Arch
     saved: list[int] = field(default_factory=list)
     signals: list[int] = field(default_factory=list)
+    held: int = 0
     _buf: ctypes.Array[ctypes.c_uint64] | None = None
 
     def _regset(self, request: int) -> None:
@@ -122,7 +129,7 @@ class Tracee:
         ptrace(PTRACE_INTERRUPT, self.tid)
         sig, event = self.wait_stop()
         if event == 0 and sig not in (signal.SIGTRAP, signal.SIGSTOP):
-            self.signals.append(sig)  # a signal arrived first: deliver it at detach
+            self._hold(sig)  # a signal arrived first: deliver it at detach
         self.saved = self.get_regs()
 
     def syscall(self, site: int, nr: int, *args: int) -> int:
@@ -136,16 +143,29 @@ class Tracee:
             RuntimeError: the call did not complete within MAX_STEPS stops.
         """
         self.set_regs(self.arch.call_frame(self.saved, site, nr, *args))
-        for _ in range(MAX_STEPS):
+        steps = signal_stops = 0
+        while steps < MAX_STEPS and signal_stops < MAX_SIGNAL_STOPS:
             ptrace(PTRACE_SINGLESTEP, self.tid)
             sig, event = self.wait_stop()
             if event == 0 and sig not in (signal.SIGTRAP, signal.SIGSTOP):
-                self.signals.append(sig)  # held back, re-delivered at detach
+                self._hold(sig)  # the instruction did not run yet: step again
+                signal_stops += 1
                 continue
+            steps += 1
             regs = self.get_regs()
             if self.arch.finished(regs, site):
                 return self.arch.result(regs)
         raise RuntimeError("the injected call did not complete")
+
+    def _hold(self, sig: int) -> None:
+        """Keep *sig* for delivery at detach.
+
+        A standard signal already pending is not queued twice by the kernel
+        either, so it is kept once; real-time signals queue, so each is kept.
+        """
+        self.held += 1
+        if sig >= signal.SIGRTMIN or sig not in self.signals:
+            self.signals.append(sig)
 
     def detach(self) -> None:
         """Restore the saved registers verbatim and detach, delivering held signals."""

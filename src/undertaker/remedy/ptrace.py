@@ -436,7 +436,7 @@ def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -
                     tracee.detach()
                 finally:  # what was reaped is reported even when something failed
                     stop = time.monotonic() - start
-                    batch = {"answers": answers, "stop": stop, "held": len(tracee.signals)}
+                    batch = {"answers": answers, "stop": stop, "held": tracee.held}
                     os.write(out, (json.dumps(batch) + "\n").encode())
             if pending:
                 time.sleep(_PAUSE)
