@@ -31,6 +31,7 @@ import time
 from typing import TYPE_CHECKING, NamedTuple
 
 from undertaker._identity import Key, observe
+from undertaker.proc._system import timens_monotonic_offset_ns
 
 if TYPE_CHECKING:
     from undertaker.proc._connector import ProcEvents
@@ -88,15 +89,7 @@ def _boot_offset_ns() -> int:
     time namespace our clocks carry its offsets: take the monotonic one back out.
     """
     offset = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
-    try:
-        with open("/proc/self/timens_offsets", "rb") as offsets:
-            for line in offsets:
-                name, seconds, nanoseconds = line.split()
-                if name == b"monotonic":
-                    offset += int(seconds) * 1_000_000_000 + int(nanoseconds)
-    except (OSError, ValueError):
-        pass  # no time namespaces here (before Linux 5.6): no offset to undo
-    return offset
+    return offset + timens_monotonic_offset_ns()
 
 
 def _boot_ticks() -> int:

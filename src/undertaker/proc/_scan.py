@@ -105,8 +105,11 @@ class Snapshot:
         cgroup_pids: tuple[int, int, str] | None = None,
         zombie_keys: Mapping[int, ZombieKey] | None = None,
         monotonic: float | None = None,
+        source: str = "scan",
+        synced_at: float | None = None,
+        exit_times: Mapping[int, float] | None = None,
     ) -> None:
-        """Hold one scan's results; see :func:`scan`."""
+        """Hold one scan's results; see :func:`scan` and :class:`~undertaker.proc.EventTable`."""
         self.root = root
         self.processes = processes
         self.taken_at = taken_at  # time.time() when the scan began
@@ -119,11 +122,23 @@ class Snapshot:
         # By PID, for the zombies and zombie leaders: see ZombieReader.
         self.zombie_keys: Mapping[int, ZombieKey] = zombie_keys or {}
         self.monotonic = monotonic  # time.monotonic() when the scan began
+        # "scan": one pass over /proc; "events": an EventTable kept current by
+        # the kernel's process events since its last full scan at synced_at.
+        self.source = source
+        self.synced_at = taken_at if synced_at is None else synced_at
+        # By PID, the exact time of death (epoch) of zombies that died while an
+        # EventTable listened; others only have the estimate ZombieReader makes.
+        self.exit_times: Mapping[int, float] = exit_times or {}
+
+    @property
+    def table_age(self) -> float:
+        """Seconds since the table last agreed with a full scan (0 for a scan)."""
+        return max(self.taken_at - self.synced_at, 0.0)
 
     def __repr__(self) -> str:
         """Summarise: root, size and the counts that matter."""
         return (
-            f"<Snapshot {self.root}: {len(self.processes)} processes, "
+            f"<Snapshot {self.root} ({self.source}): {len(self.processes)} processes, "
             f"{len(self.zombies)} zombies, {self.unreadable} unreadable>"
         )
 
@@ -217,8 +232,13 @@ def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
 
 
 def _read_table(
-    names: list[str], dir_fd: int, boot: float, owners: bool
+    names: list[str],
+    dir_fd: int,
+    boot: float,
+    owners: bool,
+    skipped: list[str] | None = None,
 ) -> tuple[dict[int, Process], dict[int, ZombieKey], int, int]:
+    """Read the ``stat`` of each PID in *names*; *skipped* collects the unreadable ones."""
     tick = 1.0 / clock_ticks()
     euid = os.geteuid()
     processes: dict[int, Process] = {}
@@ -252,6 +272,8 @@ def _read_table(
             continue
         except OSError:
             unreadable += 1  # EACCES under hidepid
+            if skipped is not None:
+                skipped.append(name)
             continue
         # parse_stat() inlined, with the same checks (tests compare the two on
         # captured and hostile files): a call and a StatFields per process cost

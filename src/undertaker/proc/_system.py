@@ -148,3 +148,21 @@ def cgroup_pids(root: str = "/proc") -> tuple[int, int, str] | None:
                     best = candidate
             path = os.path.dirname(path)
     return best
+
+
+def timens_monotonic_offset_ns() -> int:
+    """This time namespace's CLOCK_MONOTONIC offset, in ns (0 outside one).
+
+    The proc connector stamps events with the host's CLOCK_MONOTONIC, while
+    ``time.monotonic()`` in a time namespace carries its offset: subtract it
+    from ours to compare.
+    """
+    try:
+        with open("/proc/self/timens_offsets", "rb") as offsets:
+            for line in offsets:
+                name, seconds, nanoseconds = line.split()
+                if name == b"monotonic":
+                    return int(seconds) * 1_000_000_000 + int(nanoseconds)
+    except (OSError, ValueError):
+        pass  # no time namespaces here (before Linux 5.6): no offset to undo
+    return 0
