@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -110,3 +111,20 @@ def run_hidden_as_nobody(commands: dict[str, list[str]]) -> dict[str, list[Any]]
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def events_usable() -> bool:
+    """Whether an EventTable follows the kernel's events here (root, initial PID namespace)."""
+    from undertaker.proc import EventTable  # noqa: PLC0415  (loads socket: only when asked)
+
+    if os.geteuid() != 0:
+        return False
+    with EventTable() as table:
+        return table.source == "events"
+
+
+needs_events = pytest.mark.skipif(
+    not events_usable(),
+    reason="needs root in the initial PID namespace and the proc connector",
+)

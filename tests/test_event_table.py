@@ -14,23 +14,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from helpers import needs_namespace, run_in_namespace
+from helpers import needs_events, needs_namespace, run_in_namespace
 from undertaker.census import take_census
 from undertaker.proc import EventTable, scan
 from undertaker.testing import sleep_until
 
 PR_SET_NAME = 15
-
-
-def _events_usable() -> bool:
-    with EventTable() as table:
-        return table.source == "events"
-
-
-needs_events = pytest.mark.skipif(
-    os.geteuid() != 0 or not _events_usable(),
-    reason="needs root in the initial PID namespace and the proc connector",
-)
 
 
 @pytest.fixture

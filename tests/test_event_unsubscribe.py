@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from undertaker.proc import EventTable
+from helpers import events_usable
 
 SCRIPT = Path(__file__).with_name("event_exits.py")
 NETLINK_CONNECTOR, CN_IDX_PROC = 11, 1
@@ -32,7 +32,7 @@ NETLINK_CONNECTOR, CN_IDX_PROC = 11, 1
 @pytest.fixture
 def passive() -> Iterator[socket.socket]:
     """A socket in the events' multicast group that never subscribes."""
-    if os.geteuid() != 0 or not _usable():
+    if os.geteuid() != 0 or not events_usable():
         pytest.skip("needs root in the initial PID namespace and the proc connector")
     sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_CONNECTOR)
     sock.bind((0, CN_IDX_PROC))
@@ -42,11 +42,6 @@ def passive() -> Iterator[socket.socket]:
         pytest.skip("another program on this machine is subscribed: traffic cannot be told apart")
     yield sock
     sock.close()
-
-
-def _usable() -> bool:
-    with EventTable() as table:
-        return table.source == "events"
 
 
 def _traffic(sock: socket.socket) -> bool:
@@ -165,7 +160,7 @@ _MESSAGE = re.compile(
 @pytest.mark.parametrize("mode", ["close", "exception", "garbage", "exit", "interrupt", "fork"])
 def test_every_listen_is_matched_by_an_ignore(tmp_path: Path, mode: str) -> None:
     """Seen by strace: each way out sends the kernel one IGNORE per LISTEN, from the subscriber."""
-    if os.geteuid() != 0 or not _usable():
+    if os.geteuid() != 0 or not events_usable():
         pytest.skip("needs root in the initial PID namespace and the proc connector")
     log = tmp_path / "strace.log"
     proc, pid = _start(mode, log)
