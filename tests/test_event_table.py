@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -272,3 +277,49 @@ def test_inside_a_pid_namespace_the_table_scans_and_says_why() -> None:
     assert (source, snap_source) == ("scan", "scan")
     assert "initial PID namespace" in why
     assert count >= 1
+
+
+_CENSUS_READS = r"""
+import os, sys
+from undertaker.census import take_census
+from undertaker.proc import EventTable
+from undertaker.testing import ZombieParent, ZombieSpec
+
+with ZombieParent([ZombieSpec(code=2)] * 5) as before:
+    with EventTable(resync=1e9) as table:
+        with ZombieParent([ZombieSpec(code=3)] * 5) as after:
+            table.snapshot()  # the table reads each new zombie once, here
+            snap = table.snapshot()
+            os.write(2, b"MARK census begins\n")
+            census = take_census(snap)
+            os.write(2, b"MARK census ends\n")
+            mine = {z.process.pid: z for z in census.zombies}
+            for pid in before.zombies + after.zombies:
+                z = mine[pid]
+                assert z.exited_at is not None and z.status is not None
+                assert z.exact == (pid in after.zombies), pid
+            print(" ".join(map(str, before.zombies + after.zombies)))
+"""
+
+
+@needs_events
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_census_of_an_event_snapshot_reads_nothing_per_zombie(tmp_path: Path) -> None:
+    """Zombies the table has read are not read again: no open, stat or readlink of theirs."""
+    log = tmp_path / "strace.log"
+    strace = ["strace", "-qq", "-e", "trace=%file,write", "-e", "signal=none", "-o", str(log)]
+    done = subprocess.run(
+        [*strace, sys.executable, "-c", _CENSUS_READS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    zombies = done.stdout.split()
+    assert len(zombies) == 10
+    trace = log.read_text()
+    during = trace[trace.index("MARK census begins") : trace.index("MARK census ends")]
+    assert "/proc" in trace
+    touched = [z for z in zombies if re.search(rf'"(/proc/)?{z}/', during)]
+    assert touched == []

@@ -108,6 +108,7 @@ class Snapshot:
         source: str = "scan",
         synced_at: float | None = None,
         exit_times: Mapping[int, float] | None = None,
+        zombie_reads: Mapping[int, tuple[tuple[int, ...], float | None]] | None = None,
     ) -> None:
         """Hold one scan's results; see :func:`scan` and :class:`~undertaker.proc.EventTable`."""
         self.root = root
@@ -129,6 +130,10 @@ class Snapshot:
         # By PID, the exact time of death (epoch) of zombies that died while an
         # EventTable listened; others only have the estimate ZombieReader makes.
         self.exit_times: Mapping[int, float] = exit_times or {}
+        # By PID, what a ZombieReader would read of each zombie, (nspid,
+        # exited_at), read earlier by an EventTable and vouched for at taken_at
+        # (a zombie's are fixed until it is reaped): the census reads nothing.
+        self.zombie_reads = zombie_reads or {}
 
     @property
     def table_age(self) -> float:

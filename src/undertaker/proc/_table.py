@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 from undertaker._control_errors import NotSupported
 from undertaker._errors import AccessDenied, ProcUnavailable
 from undertaker.proc._connector import DEFAULT_RCVBUF, ProcEvents, in_initial_pid_namespace
+from undertaker.proc._read import ZombieReader
 from undertaker.proc._scan import Process, Snapshot, ZombieKey, _read_table, scan
 from undertaker.proc._system import cgroup_pids, clock_ticks, pid_max, timens_monotonic_offset_ns
 
@@ -136,6 +137,8 @@ class EventTable:
         self._kids: dict[int, set[int]] = {}  # ppid -> pids: who is re-parented on a death
         self._exit_at: dict[int, float] = {}  # zombie pid -> exact time of death (epoch)
         self._died: dict[int, float] = {}  # tgid -> its last EXIT (epoch), not yet read
+        # zombie pid -> (nspid, exited_at) as a ZombieReader read it: fixed until reaped
+        self._reads: dict[int, tuple[tuple[int, ...], float | None]] = {}
         self._dirty: set[int] = set()
         self._unreadable: set[int] = set()
         self._scan_unreadable = 0
@@ -218,21 +221,50 @@ class EventTable:
         else:
             self._refresh()
         taken_at, monotonic = time.time(), time.monotonic()
+        cgroup = cgroup_pids(self.root)
+        limit = pid_max(self.root)
+        self._read_new_zombies(taken_at, monotonic)
         return Snapshot(
             self.root,
             dict(self._procs),
             taken_at=taken_at,
             boot_time=self._boot,
-            pid_max=pid_max(self.root),
+            pid_max=limit,
             unreadable=self._scan_unreadable + len(self._unreadable),
             hidepid=self._hidepid,
-            cgroup_pids=cgroup_pids(self.root),
+            cgroup_pids=cgroup,
             zombie_keys=dict(self._keys),
             monotonic=monotonic,
             source="events",
             synced_at=self._synced_wall,
             exit_times=dict(self._exit_at),
+            zombie_reads={pid: self._reads[pid] for pid in self._keys if pid in self._reads},
         )
+
+    def _read_new_zombies(self, taken_at: float, monotonic: float) -> None:
+        """Read NSpid and time of death once per zombie, as the census would each time."""
+        new = [
+            self._procs[pid]
+            for pid in self._keys
+            if pid not in self._reads and self._procs[pid].is_zombie
+        ]
+        if not new:
+            return
+        view = Snapshot(  # the table as it is, for the reader: nothing is copied
+            self.root,
+            self._procs,
+            taken_at=taken_at,
+            boot_time=self._boot,
+            pid_max=None,
+            zombie_keys=self._keys,
+            monotonic=monotonic,
+            exit_times=self._exit_at,
+        )
+        reader = ZombieReader(view)
+        for proc in new:
+            read = reader.read(proc)
+            if read is not None:  # None: reaped since; the next snapshot drops it
+                self._reads[proc.pid] = read
 
     def _rescan(self, *, reconcile: bool = False) -> None:
         """Replace the table with a full scan; keep exact exit times that still apply.
@@ -253,12 +285,16 @@ class EventTable:
         for proc in self._procs.values():
             self._kids.setdefault(proc.ppid, set()).add(proc.pid)
         exit_at, self._exit_at = self._exit_at, {}
+        reads, self._reads = self._reads, {}
         tick = 1.0 / clock_ticks()
         for pid in self._keys:
             proc = self._procs[pid]
             before = old.get(pid)
-            if before is not None and before.start_ticks == proc.start_ticks and pid in exit_at:
-                self._exit_at[pid] = exit_at[pid]
+            if before is not None and before.start_ticks == proc.start_ticks:
+                if pid in exit_at:
+                    self._exit_at[pid] = exit_at[pid]
+                if pid in reads and proc.is_zombie and before.is_zombie:
+                    self._reads[pid] = reads[pid]
             self._time_death(proc, tick)
         self._died.clear()
         self._unreadable.clear()
@@ -316,6 +352,8 @@ class EventTable:
                 self._unreadable.discard(pid)
                 self._procs[pid] = new
                 self._kids.setdefault(new.ppid, set()).add(pid)
+                if old is None or old.start_ticks != new.start_ticks or not new.is_zombie:
+                    self._reads.pop(pid, None)  # a new process, or no longer a zombie
                 if old is not None and old.start_ticks != new.start_ticks:
                     self._exit_at.pop(pid, None)  # a reused PID: the old death is not its
                 if pid in keys:
@@ -334,6 +372,7 @@ class EventTable:
         return orphans
 
     def _forget(self, pid: int) -> None:
+        self._reads.pop(pid, None)
         self._procs.pop(pid, None)
         self._keys.pop(pid, None)
         self._exit_at.pop(pid, None)
