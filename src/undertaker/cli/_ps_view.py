@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from typing import TYPE_CHECKING
 
-from undertaker.cli._style import Style, duration, plural, printable, table
+from undertaker.cli._style import Style, duration, plural, printable, table, terminal_columns
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -101,7 +100,7 @@ def _parents_table(census: Census, style: Style, now: float) -> list[str]:
         for g in census.parents
     ]
     # The PARENT column gets what the terminal ($COLUMNS) leaves of its width.
-    columns = shutil.get_terminal_size((0, 0)).columns
+    columns = terminal_columns()
     used = sum(max(len(r[i]) for r in rows) + 2 for i in range(4))
     width = max(columns - used, _MIN_COMMAND_WIDTH) if columns else _COMMAND_WIDTH
     for row, group in zip(rows[1:], census.parents, strict=True):

@@ -88,3 +88,21 @@ def table(rows: list[list[str]], right: frozenset[int] = frozenset()) -> list[st
 def plural(count: int, noun: str) -> str:
     """*noun* as it goes with *count*: ``zombie`` for 1, ``zombies`` otherwise."""
     return noun if count == 1 else noun + "s"
+
+
+def terminal_columns() -> int:
+    """The output's width: ``$COLUMNS``, else the terminal's, else 0 (not a terminal).
+
+    What ``shutil.get_terminal_size`` answers, without importing shutil
+    (which loads the compression modules: 4 ms of every ``ps``).
+    """
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0  # not a terminal, closed, or replaced by an object without a file

@@ -38,7 +38,7 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def run(args: argparse.Namespace) -> int:
     """Examine and print; exit 1 when a finding needs action."""
-    snapshot = scan(args.proc, owners=False)
+    snapshot = scan(args.proc, owners=False, split=True)
     coverage = assess(snapshot)
     used = coverage.pid_limit.used if coverage.pid_limit is not None else None
     findings = examine(snapshot, pids_used=used, view=coverage.notes())

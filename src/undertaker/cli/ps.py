@@ -94,7 +94,7 @@ def _missing(wanted: set[int], seen: Mapping[int, object]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Scan, filter, group and print; exit 1 when zombies were found."""
-    snapshot = scan(args.proc, owners=bool(args.user or args.all))
+    snapshot = scan(args.proc, owners=bool(args.user or args.all), split=True)
     pids, ppids = flatten(args.pid), flatten(args.ppid)
     _missing(pids, snapshot.processes)
     _missing(ppids, snapshot.processes)

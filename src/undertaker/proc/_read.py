@@ -29,7 +29,7 @@ def _read(path: str, pid: int, limit: int = 1 << 20) -> bytes:
         chunks = []
         size = 0
         while size < limit:
-            chunk = os.read(fd, 65536)
+            chunk = os.read(fd, min(65536, limit - size))
             if not chunk:
                 break
             chunks.append(chunk)
@@ -132,6 +132,12 @@ def is_same_process(pid: int, start_ticks: int, root: str = "/proc") -> bool:
         return False
 
 
+# se.exec_start is on the third line of ``sched``, after the task's name
+# (at most 64 bytes with its PID) and a rule: one read of this many bytes
+# holds it, where reading the whole file (~2 KiB) takes two.
+_SCHED_HEAD = 512
+
+
 def _exec_start_ms(data: bytes) -> float | None:
     at = data.find(b"se.exec_start")
     if at < 0:
@@ -176,7 +182,7 @@ class ExitClock:
         except OSError:
             return None  # CPU offline or outside our cpuset
         try:
-            own = _exec_start_ms(_read(f"{self.root}/self/sched", os.getpid()))
+            own = _exec_start_ms(_read(f"{self.root}/self/sched", os.getpid(), _SCHED_HEAD))
             wall = time.time()
         except (NoSuchProcess, AccessDenied):
             return None
@@ -198,7 +204,7 @@ class ExitClock:
                 process (or gone).
         """
         try:
-            sched: bytes | None = _read(f"{self.root}/{pid}/sched", pid)
+            sched: bytes | None = _read(f"{self.root}/{pid}/sched", pid, _SCHED_HEAD)
         except (NoSuchProcess, AccessDenied):
             sched = None  # no CONFIG_SCHED_DEBUG, hidden, or gone: the stat read tells
         try:
@@ -305,7 +311,7 @@ class ZombieReader:
                 except NoSuchProcess:
                     return None
             try:
-                exited_at = self.clock.from_sched(_read(f"{base}/sched", pid), key.cpu)
+                exited_at = self.clock.from_sched(_read(f"{base}/sched", pid, _SCHED_HEAD), key.cpu)
             except (NoSuchProcess, AccessDenied):
                 pass  # no CONFIG_SCHED_DEBUG, hidden, or gone (the check below tells)
         return (nspid, exited_at) if self._same(proc, base) else None

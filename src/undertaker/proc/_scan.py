@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, NamedTuple
 
 from undertaker._errors import ProcUnavailable
+from undertaker.proc._split import read_split, worth_splitting
 from undertaker.proc._stat import (
     EXIT_CODE,
     NUM_THREADS,
@@ -31,6 +32,8 @@ from undertaker.proc._system import boot_time, cgroup_pids, clock_ticks, hidepid
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from undertaker.proc._split import Table
 
 _STAT_READ = 2048  # a stat line is ~350 bytes plus the name; re-read if it fills this
 
@@ -185,7 +188,7 @@ class Snapshot:
         return self._by_parent.get(pid, [])
 
 
-def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
+def scan(root: str = "/proc", *, owners: bool = True, split: bool = False) -> Snapshot:
     """Read the whole process table once.
 
     Processes that exit while the scan runs are skipped and counted in
@@ -197,6 +200,11 @@ def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
             about 10% of the scan). When False, ``uid`` is read only for
             zombies and zombie leaders and is None for the rest: for callers
             that neither filter nor print by user.
+        split: let a forked helper read half of a large table on a second
+            CPU (see :mod:`undertaker.proc._split`). Taken only when this
+            process runs a single thread and has another CPU; the records are
+            the same either way. For short-lived commands: a long-running
+            program with a large heap pays more for the fork.
 
     Returns:
         An immutable snapshot.
@@ -217,8 +225,15 @@ def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
     except (OSError, ValueError):
         os.close(dir_fd)
         raise ProcUnavailable(root, f"not a procfs (no btime line in {root}/stat)") from None
+
+    def read(some: list[str]) -> Table:
+        return _read_table(some, dir_fd, boot, owners)
+
     try:
-        processes, keys, unreadable, vanished = _read_table(names, dir_fd, boot, owners)
+        if split and worth_splitting(len(names)):
+            processes, keys, unreadable, vanished = read_split(names, read, _add_plain)
+        else:
+            processes, keys, unreadable, vanished = read(names)
     finally:
         os.close(dir_fd)
     return Snapshot(
@@ -236,13 +251,25 @@ def scan(root: str = "/proc", *, owners: bool = True) -> Snapshot:
     )
 
 
+def _add_plain(
+    table: Table, procs: list[tuple[object, ...]], keys: list[tuple[object, ...]]
+) -> None:
+    """Add records that came as plain tuples (from the split's helper) to *table*."""
+    new = tuple.__new__
+    processes, zombie_keys = table[0], table[1]
+    for fields in procs:
+        processes[fields[0]] = new(Process, fields)  # type: ignore[index]
+    for pid, *key in keys:
+        zombie_keys[pid] = new(ZombieKey, key)  # type: ignore[index]
+
+
 def _read_table(
     names: list[str],
     dir_fd: int,
     boot: float,
     owners: bool,
     skipped: list[str] | None = None,
-) -> tuple[dict[int, Process], dict[int, ZombieKey], int, int]:
+) -> Table:
     """Read the ``stat`` of each PID in *names*; *skipped* collects the unreadable ones."""
     tick = 1.0 / clock_ticks()
     euid = os.geteuid()
