@@ -11,6 +11,7 @@ import ctypes
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -323,3 +324,42 @@ def test_census_of_an_event_snapshot_reads_nothing_per_zombie(tmp_path: Path) ->
     assert "/proc" in trace
     touched = [z for z in zombies if re.search(rf'"(/proc/)?{z}/', during)]
     assert touched == []
+
+
+@needs_events
+def test_a_stop_has_no_event_until_the_resync_scan() -> None:
+    """SIGSTOP changes no event: the letter is stale until a resync reads the whole table."""
+    hold_r, hold_w = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(hold_w)
+        os.read(hold_r, 1)
+        os._exit(0)
+    os.close(hold_r)
+    try:
+        assert sleep_until(lambda: _state(child) == "S")  # blocked in read
+        with EventTable(resync=1e9) as stale, EventTable(resync=0.5) as synced:
+            assert stale.snapshot().processes[child].state == "S"
+            assert synced.snapshot().processes[child].state == "S"
+            os.kill(child, signal.SIGSTOP)  # our own child, not yet reaped
+            assert sleep_until(lambda: _state(child) == "T")
+            time.sleep(0.5)
+            assert stale.snapshot().processes[child].state == "S"
+            snap = synced.snapshot()
+            assert snap.processes[child].state == "T"
+            assert snap.table_age < 0.5
+            assert synced.counts.scans == 2
+            assert synced.counts.corrections == 0  # nothing the events should have said
+    finally:
+        os.kill(child, signal.SIGCONT)
+        os.close(hold_w)
+        os.waitpid(child, 0)
+
+
+@needs_namespace
+def test_top_in_a_pid_namespace_says_it_scans_and_why() -> None:
+    """top inside a container says, in its header, that it scans and why."""
+    code = "from undertaker.cli import main; raise SystemExit(main(['top', '-n', '1']))"
+    done = run_in_namespace(code)
+    assert done.returncode == 0, done.stderr
+    assert "source: /proc scan each frame (not in the initial PID namespace" in done.stdout

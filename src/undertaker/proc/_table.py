@@ -270,8 +270,8 @@ class EventTable:
         """Replace the table with a full scan; keep exact exit times that still apply.
 
         With *reconcile*, count the processes the scan found otherwise than
-        the table had them (``counts.corrections``; changes during the scan
-        itself count too).
+        the table had them (``counts.corrections``), leaving out those an
+        event named while the scan ran.
         """
         self._lost = False
         self._dirty.clear()  # the scan reads everything the events named so far
@@ -279,7 +279,8 @@ class EventTable:
         self.counts.scans += 1
         old, self._procs = self._procs, dict(snap.processes)
         if reconcile:
-            self.counts.corrections += _differences(old, self._procs)
+            self.update()  # what changed during the scan is churn, not a correction
+            self.counts.corrections += _differences(old, self._procs, self._dirty)
         self._keys = dict(snap.zombie_keys)
         self._kids = {}
         for proc in self._procs.values():
@@ -407,11 +408,17 @@ class EventTable:
         self.close()
 
 
-def _differences(old: dict[int, Process], new: dict[int, Process]) -> int:
-    """How many processes differ in presence, parent, name or zombie-ness."""
-    changed = len(old.keys() ^ new.keys())
-    for pid in old.keys() & new.keys():
+def _differences(old: dict[int, Process], new: dict[int, Process], moving: set[int]) -> int:
+    """How many processes differ in ways events should have told, *moving* left out.
+
+    Not counted: a zombie gone (reaping has no event), and a kernel thread's
+    new name (a kworker shows the workqueue it serves, changed without one).
+    """
+    changed = sum(1 for pid in new.keys() - old.keys() - moving)
+    changed += sum(1 for pid in old.keys() - new.keys() - moving if not old[pid].is_zombie)
+    for pid in old.keys() & new.keys() - moving:
         a, b = old[pid], new[pid]
-        if a.ppid != b.ppid or a.comm != b.comm or a.is_zombie != b.is_zombie:
+        renamed = a.comm != b.comm and b.ppid not in (0, 2)  # 2: kthreadd, kernel threads
+        if a.ppid != b.ppid or renamed or a.is_zombie != b.is_zombie:
             changed += 1
     return changed
