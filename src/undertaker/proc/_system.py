@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 
 def read_small(path: str) -> bytes:
@@ -166,3 +167,13 @@ def timens_monotonic_offset_ns() -> int:
     except (OSError, ValueError):
         pass  # no time namespaces here (before Linux 5.6): no offset to undo
     return 0
+
+
+def event_boot_offset_ns() -> int:
+    """What to add to a process event's stamp to read it on ``stat``'s clock, in ns.
+
+    Events carry the host's CLOCK_MONOTONIC; ``stat`` start times count
+    CLOCK_BOOTTIME as this time namespace sees it.
+    """
+    boot = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
+    return boot + timens_monotonic_offset_ns()

@@ -43,7 +43,13 @@ from undertaker._errors import AccessDenied, ProcUnavailable
 from undertaker.proc._connector import DEFAULT_RCVBUF, ProcEvents, in_initial_pid_namespace
 from undertaker.proc._read import ZombieReader
 from undertaker.proc._scan import Process, Snapshot, ZombieKey, _read_table, scan
-from undertaker.proc._system import cgroup_pids, clock_ticks, pid_max, timens_monotonic_offset_ns
+from undertaker.proc._system import (
+    cgroup_pids,
+    clock_ticks,
+    event_boot_offset_ns,
+    pid_max,
+    timens_monotonic_offset_ns,
+)
 
 if TYPE_CHECKING:
     from undertaker.proc._connector import Batch
@@ -136,7 +142,8 @@ class EventTable:
         self._keys: dict[int, ZombieKey] = {}
         self._kids: dict[int, set[int]] = {}  # ppid -> pids: who is re-parented on a death
         self._exit_at: dict[int, float] = {}  # zombie pid -> exact time of death (epoch)
-        self._died: dict[int, float] = {}  # tgid -> its last EXIT (epoch), not yet read
+        # tgid -> its last EXIT, not yet read: (epoch, seconds on stat's boot clock)
+        self._died: dict[int, tuple[float, float]] = {}
         # zombie pid -> (nspid, exited_at) as a ZombieReader read it: fixed until reaped
         self._reads: dict[int, tuple[tuple[int, ...], float | None]] = {}
         self._dirty: set[int] = set()
@@ -190,12 +197,14 @@ class EventTable:
                 died.pop(fork.child_tgid, None)  # a new process: an old exit is another's
             dirty.add(fork.child_tgid)  # a new process, or one more thread
         if batch.exits:
-            # Event stamps are the host's CLOCK_MONOTONIC: convert with one pair of readings.
+            # Event stamps are the host's CLOCK_MONOTONIC: to the epoch for ages, and
+            # to the boot clock of stat start times, to tell an exit from an older PID's.
             epoch = time.time() - (time.monotonic_ns() - timens_monotonic_offset_ns()) / 1e9
+            boot = event_boot_offset_ns()
             for ex in batch.exits:
                 at = epoch + ex.timestamp_ns / 1e9
-                if at > died.get(ex.tgid, 0.0):
-                    died[ex.tgid] = at  # a process dies with its last thread
+                if at > died.get(ex.tgid, (0.0, 0.0))[0]:  # a process dies with its last thread
+                    died[ex.tgid] = (at, (ex.timestamp_ns + boot) / 1e9)
                 dirty.add(ex.tgid)
         for change in batch.changes:
             dirty.add(change.tgid)
@@ -305,9 +314,9 @@ class EventTable:
 
     def _time_death(self, proc: Process, tick: float) -> None:
         """Give zombie *proc* its EXIT time, if one came for it (and not for an older PID)."""
-        at = self._died.pop(proc.pid, None)
-        if at is not None and proc.is_zombie and at >= proc.started - tick:
-            self._exit_at.setdefault(proc.pid, at)
+        died = self._died.pop(proc.pid, None)
+        if died is not None and proc.is_zombie and died[1] >= proc.start_ticks * tick:
+            self._exit_at.setdefault(proc.pid, died[0])
 
     def _refresh(self) -> None:
         """Read again what events named, plus every zombie (reaping has no event)."""
