@@ -58,6 +58,7 @@ def _state(pid: int) -> str | None:
     return data[data.rfind(b")") + 2 :][:1].decode()
 
 
+@pytest.mark.smoke
 @needs_events
 def test_zombie_age_is_its_real_exit_time(table: EventTable) -> None:
     """A zombie made while the table listens has the kernel's exit time, within 50 ms."""

@@ -20,6 +20,8 @@ import termios
 import time
 from pathlib import Path
 
+import pytest
+
 from helpers import UNDERTAKER, needs_events
 from undertaker.testing import sleep_until
 
@@ -84,6 +86,7 @@ def _lflag(fd: int) -> int:
     return int(termios.tcgetattr(fd)[3])
 
 
+@pytest.mark.smoke
 def test_q_quits_and_restores_the_terminal() -> None:
     """q ends top with status 0; while it ran the pty was in cbreak mode, then restored."""
     term = Terminal("--interval", "0.2")
