@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import pytest
 
 from helpers import needs_events, needs_namespace, run_in_namespace
 from undertaker.census import take_census
-from undertaker.proc import EventTable, scan
+from undertaker.proc import EventTable, Snapshot, scan
 from undertaker.testing import sleep_until
 
 PR_SET_NAME = 15
@@ -49,6 +50,16 @@ def _fork_zombie(code: int = 0) -> tuple[int, float]:
     return pid, died
 
 
+def _consistent(snap: Snapshot) -> None:
+    """The views the table kept as it went equal those computed from the snapshot itself."""
+    procs = list(snap.processes.values())
+    assert snap.state_counts == Counter(p.state for p in procs)
+    assert snap.pids_used == sum(p.threads or 1 for p in procs)
+    order = sorted(procs, key=lambda p: (p.start_ticks, p.pid))
+    assert snap.zombies == [p for p in order if p.is_zombie]
+    assert snap.zombie_leaders == [p for p in order if p.is_zombie_leader]
+
+
 def _state(pid: int) -> str | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
@@ -67,6 +78,7 @@ def test_zombie_age_is_its_real_exit_time(table: EventTable) -> None:
         time.sleep(0.3)  # an estimate made later must not drift with the wait
         snap = table.snapshot()
         assert snap.source == "events"
+        _consistent(snap)
         zombie = next(z for z in take_census(snap).zombies if z.process.pid == pid)
         assert zombie.exact
         assert zombie.exited_at is not None
@@ -116,7 +128,9 @@ def test_reaping_and_births_without_rescans(table: EventTable) -> None:
         os.close(write_end)
         os.close(read_end)
         os.waitpid(child, 0)
-    assert child not in table.snapshot().processes
+    snap = table.snapshot()
+    assert child not in snap.processes
+    _consistent(snap)
     assert table.counts.scans == 1
 
 
@@ -207,6 +221,7 @@ def test_overflow_falls_back_to_a_rescan_with_exact_counts() -> None:
                 os.waitpid(pid, 0)
         snap = small.snapshot()
         assert not set(pids) & set(snap.processes)
+        _consistent(snap)
 
 
 @needs_events
@@ -236,6 +251,7 @@ def test_fork_storm_loses_no_events_with_default_settings() -> None:
         assert table.counts.forks - before[0] >= 10_000
         assert table.counts.exits - before[1] >= 10_001
         assert pid not in snap.processes
+        _consistent(snap)
         assert took < 120
 
 

@@ -31,7 +31,7 @@ from undertaker.proc._stat import (
 from undertaker.proc._system import boot_time, cgroup_pids, clock_ticks, hidepid, pid_max
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from undertaker.proc._split import Table
 
@@ -137,6 +137,19 @@ class Snapshot:
         # exited_at), read earlier by an EventTable and vouched for at taken_at
         # (a zombie's are fixed until it is reaped): the census reads nothing.
         self.zombie_reads = zombie_reads or {}
+
+    def prime(self, zombie_pids: Iterable[int], state_counts: Counter[str], pids_used: int) -> None:
+        """Fill the derived views from a source that keeps them (an EventTable).
+
+        *zombie_pids* lists every process in state Z (zombies and zombie
+        leaders): the views then cost what the zombies cost, not the table.
+        """
+        found = [self.processes[pid] for pid in zombie_pids]
+        found.sort(key=lambda p: (p.start_ticks, p.pid))
+        self.__dict__["zombies"] = [p for p in found if p.is_zombie]
+        self.__dict__["zombie_leaders"] = [p for p in found if p.is_zombie_leader]
+        self.__dict__["state_counts"] = state_counts
+        self.__dict__["pids_used"] = pids_used
 
     @property
     def table_age(self) -> float:

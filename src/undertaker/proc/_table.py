@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import time
 import weakref
+from collections import Counter
 from typing import TYPE_CHECKING
 
 from undertaker._control_errors import NotSupported
@@ -147,6 +148,8 @@ class EventTable:
         # zombie pid -> (nspid, exited_at) as a ZombieReader read it: fixed until reaped
         self._reads: dict[int, tuple[tuple[int, ...], float | None]] = {}
         self._dirty: set[int] = set()
+        self._states: Counter[str] = Counter()  # the table's state_counts, kept as it changes
+        self._pids_used = 0  # and its pids_used
         self._unreadable: set[int] = set()
         self._scan_unreadable = 0
         self._lost = False
@@ -233,7 +236,7 @@ class EventTable:
         cgroup = cgroup_pids(self.root)
         limit = pid_max(self.root)
         self._read_new_zombies(taken_at, monotonic)
-        return Snapshot(
+        snap = Snapshot(
             self.root,
             dict(self._procs),
             taken_at=taken_at,
@@ -249,6 +252,8 @@ class EventTable:
             exit_times=dict(self._exit_at),
             zombie_reads={pid: self._reads[pid] for pid in self._keys if pid in self._reads},
         )
+        snap.prime(self._keys, +self._states, self._pids_used)  # +: drops zero counts
+        return snap
 
     def _read_new_zombies(self, taken_at: float, monotonic: float) -> None:
         """Read NSpid and time of death once per zombie, as the census would each time."""
@@ -294,6 +299,8 @@ class EventTable:
         self._kids = {}
         for proc in self._procs.values():
             self._kids.setdefault(proc.ppid, set()).add(proc.pid)
+        self._states = Counter(snap.state_counts)
+        self._pids_used = snap.pids_used
         exit_at, self._exit_at = self._exit_at, {}
         reads, self._reads = self._reads, {}
         tick = 1.0 / clock_ticks()
@@ -349,9 +356,16 @@ class EventTable:
         self.counts.reads += len(pids)
         hidden = {int(name) for name in skipped}
         orphans: set[int] = set()
+        states = self._states
         for pid in pids:
             old = self._procs.get(pid)
             new = found.get(pid)
+            if old is not None:
+                states[old.state] -= 1
+                self._pids_used -= old.threads or 1
+            if new is not None:
+                states[new.state] += 1
+                self._pids_used += new.threads or 1
             if old is not None and (new is None or old.ppid != new.ppid):
                 self._kids.get(old.ppid, set()).discard(pid)
             if new is None:
