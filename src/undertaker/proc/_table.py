@@ -349,7 +349,7 @@ class EventTable:
         skipped: list[str] = []
         try:
             found, keys, _, _ = _read_table(
-                [str(pid) for pid in pids], self._dir_fd, self._boot, self.owners, skipped
+                [str(pid) for pid in pids], self._dir_fd, self._boot, self.owners, skipped=skipped
             )
         except OSError as err:  # _read_table expects vanishing entries, not a broken root
             raise ProcUnavailable(self.root, err.strerror or str(err)) from None
