@@ -29,7 +29,7 @@ from undertaker._errors import UndertakerError
 from undertaker.census import take_census
 from undertaker.cli._common import EXIT_OK, add_color_option, add_proc_option
 from undertaker.cli._coverage import assess
-from undertaker.cli._style import Style, use_color
+from undertaker.cli._style import Style, duration, use_color
 from undertaker.cli._top_view import baseline, render_frame
 from undertaker.proc import EventTable, scan
 from undertaker.proc._table import DEFAULT_RESYNC
@@ -188,7 +188,9 @@ def _loop(
                 style,
                 size=(size[0], size[1]),
                 interval=args.interval,
-                source=source,
+                source=source
+                if snap.source == "scan"
+                else f"{source}; full scan {duration(snap.table_age)} ago",
                 now=now,
             )
             text = "\n".join(frame)
