@@ -8,8 +8,9 @@ without an answer. Before Linux 6.6 subscribing also needs CAP_NET_ADMIN;
 since then any user may (seen here as uid 65534 on 6.18). A subscription
 is a global counter in the kernel, so ``close()`` always sends the
 unsubscribe message first; a process killed with SIGKILL cannot, and leaves
-the kernel generating events until another listener unsubscribes or the
-machine reboots.
+the kernel generating events until the machine reboots: since Linux 6.6 the
+kernel remembers per socket whether it subscribed, and an unsubscribe from
+any other socket does not lower the count (seen here on 6.18).
 
 Records only, no policy: ``_ownership`` decides what the events mean.
 """
