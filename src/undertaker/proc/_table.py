@@ -120,7 +120,8 @@ class EventTable:
     :attr:`fallback` says why and every :meth:`snapshot` is a full scan.
     Close the table (or leave the ``with`` block): the subscription is the
     kernel's, and it keeps generating events for every fork and exit on the
-    machine until someone unsubscribes.
+    machine until this socket unsubscribes. Not thread-safe: call it from
+    one thread at a time.
     """
 
     def __init__(
