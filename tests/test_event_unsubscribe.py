@@ -175,3 +175,32 @@ def test_every_listen_is_matched_by_an_ignore(tmp_path: Path, mode: str) -> None
     trace = log.read_text()
     sent = [(int(who), int(op)) for who, op in _MESSAGE.findall(trace)]
     assert sent == [(pid, 1), (pid, 2)], trace[-3000:]
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_top_unsubscribes_when_signalled(tmp_path: Path, sig: signal.Signals) -> None:
+    """undertaker top, ended by SIGTERM, SIGINT or SIGHUP, sends its IGNORE first."""
+    if os.geteuid() != 0 or not events_usable():
+        pytest.skip("needs root in the initial PID namespace and the proc connector")
+    log = tmp_path / "strace.log"
+    prefix = ["strace", "-f", "-qq", "-e", "trace=sendto", "-e", "signal=none", "-o", str(log)]
+    argv = [sys.executable, "-m", "undertaker", "top", "-n", "10000", "--interval", "0.1"]
+    proc = subprocess.Popen([*prefix, *argv], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        while "q: quit" not in proc.stdout.readline():
+            pass  # the first frame: subscribed and drawing
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as kids:
+            (top,) = map(int, kids.read().split())  # strace's one child: top
+        os.kill(top, sig)  # our grandchild, running: strace waits for it
+        status = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(30)
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert status == 0
+    sent = [(int(who), int(op)) for who, op in _MESSAGE.findall(log.read_text())]
+    assert sent == [(top, 1), (top, 2)]

@@ -112,7 +112,6 @@ def _screen(fd: int, interactive: bool) -> Iterator[None]:
         yield
         return
     saved = termios.tcgetattr(fd)
-    old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         tty.setcbreak(fd, termios.TCSANOW)
         sys.stdout.write(_ENTER)
@@ -122,8 +121,6 @@ def _screen(fd: int, interactive: bool) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
         sys.stdout.write(_LEAVE)
         sys.stdout.flush()
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
 
 
 def _wait_for_key(fd: int | None, seconds: float) -> str:
@@ -151,14 +148,21 @@ def run(args: argparse.Namespace) -> int:
     if args.iterations is not None and args.iterations < 1:
         raise UndertakerError(f"--iterations takes a positive count, not {args.iterations}")
     style = Style(use_color(args.color))
-    table = None if args.no_events else EventTable(args.proc, resync=args.resync)
+    # Installed before subscribing: a SIGTERM's default action would end us
+    # subscribed, and the kernel would go on generating events until reboot.
+    old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    table = None
     try:
+        if not args.no_events:
+            table = EventTable(args.proc, resync=args.resync)
         return _loop(args, table, style, interactive)
     except KeyboardInterrupt:
         return EXIT_OK  # Ctrl-C is how a top is left
     finally:
         if table is not None:
             table.close()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def _loop(
