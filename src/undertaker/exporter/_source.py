@@ -1,0 +1,46 @@
+"""Where a scrape's process table comes from: the plug-in point for table sources.
+
+A table source is any callable returning a :class:`~undertaker.proc.Snapshot`
+with a ``name`` attribute. The collector calls it once per scrape and
+exports the name (``undertaker_table_source_info``) and how old the table is
+(``undertaker_table_age_seconds``: now minus ``Snapshot.taken_at``). A source
+kept current by kernel events rather than rescans returns its latest table
+here; its age then says how fresh it is.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from undertaker.proc import scan
+
+if TYPE_CHECKING:
+    from undertaker.proc import Snapshot
+
+
+class TableSource(Protocol):
+    """Anything that yields the current process table, with a name for the metrics."""
+
+    name: str
+
+    def __call__(self) -> Snapshot:
+        """Return the process table as it is now (or as fresh as the source keeps it).
+
+        Raises:
+            ProcUnavailable: the table cannot be read at all.
+        """
+        ...
+
+
+class ScanSource:
+    """The default source: one full scan of a procfs per call."""
+
+    name = "scan"
+
+    def __init__(self, root: str = "/proc") -> None:
+        """Read the procfs mounted at *root* (a container's view, or the host's)."""
+        self.root = root
+
+    def __call__(self) -> Snapshot:
+        """Scan once; owners are not read, no metric needs them."""
+        return scan(self.root, owners=False)
