@@ -70,6 +70,15 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add_proc_option(sub)
 
 
+def _raise_open_file_limit() -> None:
+    """Lift the soft limit on open files to the hard one (no privilege needed)."""
+    import resource  # noqa: PLC0415
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until stopped, or print one scrape with ``--once``."""
     try:
@@ -84,8 +93,10 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_MISSING_EXTRA
+    if not args.once:
+        _raise_open_file_limit()  # room to hold every process's stat file between scrapes
     # The plug-in point for other table sources (issue 11: the proc connector).
-    collector = ZombieCollector(ScanSource(args.proc), top=args.top)
+    collector = ZombieCollector(ScanSource(args.proc, hold_files=not args.once), top=args.top)
     if args.once:
         sys.stdout.write(generate_latest(make_registry(collector)).decode())
         if collector.last_error is not None:

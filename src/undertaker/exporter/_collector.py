@@ -37,8 +37,8 @@ def _gauge(name: str, doc: str, value: float | None = None, **kw: object) -> Gau
 class ZombieCollector:
     """Collects the zombie metrics from a table source, once per scrape.
 
-    Scrapes are serialised: two at once would each read the table, and the
-    error counter is shared.
+    Reads are serialised: a source may hold state between calls (open files,
+    an event-fed table), and the error counter is shared.
     """
 
     def __init__(self, source: TableSource, top: int = 10) -> None:
@@ -55,21 +55,22 @@ class ZombieCollector:
         Raises:
             UndertakerError: the source could not provide a table.
         """
-        return read_table(self.source(), self.top)
+        with self._lock:
+            return read_table(self.source(), self.top)
 
     def collect(self) -> Iterator[Metric]:
         """Yield every metric family of one scrape (``prometheus_client`` calls this)."""
-        with self._lock:
-            start = time.perf_counter()
-            reading: Reading | None = None
-            try:
-                reading = self.read()
-            except UndertakerError as err:
+        start = time.perf_counter()
+        reading: Reading | None = None
+        try:
+            reading = self.read()
+        except UndertakerError as err:
+            with self._lock:
                 self.errors += 1  # the scrape still answers: errors and duration say why
                 self.last_error = str(err)
-            if reading is not None:
-                yield from self._table_metrics(reading)
-            yield from self._self_metrics(time.perf_counter() - start)
+        if reading is not None:
+            yield from self._table_metrics(reading)
+        yield from self._self_metrics(time.perf_counter() - start)
 
     def _table_metrics(self, r: Reading) -> Iterator[Metric]:
         yield _gauge(

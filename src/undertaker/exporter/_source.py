@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from undertaker.proc import scan
+from undertaker.proc import HeldStatFiles, scan
 
 if TYPE_CHECKING:
     from undertaker.proc import Snapshot
@@ -33,14 +33,26 @@ class TableSource(Protocol):
 
 
 class ScanSource:
-    """The default source: one full scan of a procfs per call."""
+    """The default source: one full scan of a procfs per call.
+
+    With *hold_files* the ``stat`` files stay open between calls and are
+    re-read in place (:class:`~undertaker.proc.HeldStatFiles`): a scrape then
+    skips an open and a close per process, about a third of its cost. Calls
+    must not overlap (the collector serialises them).
+    """
 
     name = "scan"
 
-    def __init__(self, root: str = "/proc") -> None:
+    def __init__(self, root: str = "/proc", *, hold_files: bool = False) -> None:
         """Read the procfs mounted at *root* (a container's view, or the host's)."""
         self.root = root
+        self.held = HeldStatFiles(root) if hold_files else None
 
     def __call__(self) -> Snapshot:
         """Scan once; owners are not read, no metric needs them."""
-        return scan(self.root, owners=False)
+        return scan(self.root, owners=False, held=self.held)
+
+    def close(self) -> None:
+        """Close the held files, if any."""
+        if self.held is not None:
+            self.held.close()
