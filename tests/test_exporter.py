@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,16 @@ def test_live_counts_match_real_zombies() -> None:
     """Zombies by parent, a leader apart (never a zombie), every state present, all at 0 too."""
     with NamespaceExporter([("zalpha", 3), ("zbeta", 2)], leaders=1) as exporter:
         values = exporter.metrics()
+        start = time.monotonic()
+        time.sleep(0.2)
+        later = exporter.metrics()
+        between = time.monotonic() - start
+    # The time of death is estimated once: the age grows exactly as the clock does.
+    grown = (
+        later["undertaker_oldest_zombie_age_seconds"]
+        - values["undertaker_oldest_zombie_age_seconds"]
+    )
+    assert abs(grown - between) < 0.1
     assert values["undertaker_zombies"] == 5
     assert values["undertaker_zombie_leaders"] == 1
     assert values['undertaker_zombies_by_parent{parent="zalpha"}'] == 3

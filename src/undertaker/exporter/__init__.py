@@ -8,8 +8,9 @@ The only part of undertaker that imports ``prometheus_client`` (the
   exported as ``undertaker_table_source_info{source=...}``. The default,
   :class:`ScanSource`, scans ``/proc`` once per scrape; an event-driven table
   (the proc connector, ``--events``) plugs in here without touching the rest.
-* :mod:`._reading`: one scrape's numbers from a snapshot and its census
-  (pure: no ``prometheus_client``, no HTTP).
+* :mod:`._reading`: one scrape's numbers from a snapshot (no
+  ``prometheus_client``, no HTTP), with :mod:`._deaths` remembering each
+  zombie's time of death from one scrape to the next.
 * :mod:`._collector`: the custom collector that turns a reading into metric
   families, plus the scrape's own health (duration, errors, build info).
 * :mod:`._page` and :mod:`._server`: the HTML page, ``/healthz`` and the

@@ -18,6 +18,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from undertaker import __version__
 from undertaker._errors import UndertakerError
+from undertaker.census import Census, take_census
+from undertaker.exporter._deaths import DeathTimes
 from undertaker.exporter._reading import STATE_LETTERS, Reading, read_table
 
 if TYPE_CHECKING:
@@ -47,16 +49,28 @@ class ZombieCollector:
         self.top = top
         self.errors = 0
         self.last_error: str | None = None
+        self._deaths = DeathTimes()
         self._lock = threading.Lock()
 
     def read(self) -> Reading:
-        """Read the table once and count it (also what the HTML page shows).
+        """Read the table once and count it.
 
         Raises:
             UndertakerError: the source could not provide a table.
         """
         with self._lock:
-            return read_table(self.source(), self.top)
+            return read_table(self.source(), self.top, deaths=self._deaths)
+
+    def read_with_census(self) -> tuple[Reading, Census]:
+        """Read the table once, count it, and take its census (what the HTML page shows).
+
+        Raises:
+            UndertakerError: the source could not provide a table.
+        """
+        with self._lock:
+            snapshot = self.source()
+            reading = read_table(snapshot, self.top, deaths=self._deaths)
+        return reading, take_census(snapshot)
 
     def collect(self) -> Iterator[Metric]:
         """Yield every metric family of one scrape (``prometheus_client`` calls this)."""

@@ -15,7 +15,7 @@ from undertaker.cli._ps_view import _oldest, _status_summary
 from undertaker.cli._style import plural, printable
 
 if TYPE_CHECKING:
-    from undertaker.census import ParentGroup
+    from undertaker.census import Census, ParentGroup
     from undertaker.exporter._reading import Reading
 
 _STYLE = (
@@ -36,7 +36,7 @@ def _parent_command(group: ParentGroup) -> str:
     return "(outside this PID namespace)"
 
 
-def render_page(reading: Reading, source: str) -> str:
+def render_page(reading: Reading, census: Census, source: str) -> str:
     """The page: a summary line and one table row per parent holding zombies."""
     now = time.time()
     esc = html.escape
@@ -45,10 +45,11 @@ def render_page(reading: Reading, source: str) -> str:
         f'<td class="n">{group.pid}</td><td>{esc(_parent_command(group))}</td>'
         f'<td class="n">{len(group.zombies)}</td><td>{esc(_oldest(group.zombies, now))}</td>'
         f"<td>{esc(_status_summary(group))}</td></tr>"
-        for group in reading.census.parents
+        for group in census.parents
     ]
+    zombies = len(census.zombies)
     summary = (
-        f"{reading.zombies} {plural(reading.zombies, 'zombie')} under "
+        f"{zombies} {plural(zombies, 'zombie')} under "
         f"{len(rows)} {plural(len(rows), 'parent')}, "
         f"{reading.leaders} live zombie {plural(reading.leaders, 'leader')}, "
         f"{sum(reading.states.values())} processes"

@@ -1,8 +1,9 @@
-"""One scrape's numbers, from a snapshot and its census (pure: no HTTP, no client).
+"""One scrape's numbers, from a snapshot (no HTTP, no ``prometheus_client``).
 
-Everything the metrics and the page show is computed here, once per scrape,
-so the two cannot disagree and the numbers are testable without
-``prometheus_client``.
+Counts come from the scan itself, as the table was when it was read; the
+few reads after it are one ``cgroup`` file per parent holding zombies and the
+time of death of each zombie not seen before (:mod:`._deaths`). The page's
+census reads more (command lines, exit statuses) and is taken only for it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from collections import Counter
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from undertaker._errors import NoSuchProcess
-from undertaker.census import Census, take_census
 from undertaker.cli._coverage import assess
 from undertaker.diagnose._container import container_of
+from undertaker.exporter._deaths import DeathTimes
 from undertaker.proc._detail import read_cgroup
 
 if TYPE_CHECKING:
@@ -35,8 +36,7 @@ class Reading(NamedTuple):
     """What one scrape saw; counts of processes, not threads, unless named otherwise."""
 
     taken_at: float  # when the table was read (seconds since the epoch)
-    census: Census
-    zombies: int  # true zombies: a live zombie leader is never one
+    zombies: int  # true zombies when the table was read: a live zombie leader is never one
     leaders: int  # live processes whose leader thread shows Z
     by_parent: list[tuple[str, int]]  # (parent command, zombies), top N then "other"
     by_container: list[tuple[ContainerKey, int]]  # by the parent's container, same bound
@@ -76,22 +76,31 @@ def _container_label(ppid: int, root: str) -> ContainerKey:
     return (name, found.runtime, found.pod_uid or "")
 
 
-def read_table(snapshot: Snapshot, top: int = 10, now: float | None = None) -> Reading:
-    """Take the census of *snapshot* and count what the metrics export.
+def read_table(
+    snapshot: Snapshot, top: int = 10, now: float | None = None, deaths: DeathTimes | None = None
+) -> Reading:
+    """Count what the metrics export from *snapshot*.
 
     Args:
         snapshot: the process table of this scrape.
         top: how many parents and containers get their own label value.
         now: the time ages are measured to (default: the clock now).
+        deaths: times of death remembered from earlier scrapes of the same
+            procfs (updated here); None estimates every zombie's afresh.
     """
-    census = take_census(snapshot)
+    deaths = deaths or DeathTimes()
+    died = deaths.oldest(snapshot)
     now = time.time() if now is None else now
     by_parent: Counter[str] = Counter()
+    by_ppid: Counter[int] = Counter()
+    table = snapshot.processes
+    for zombie in snapshot.zombies:
+        parent = table.get(zombie.ppid)
+        by_parent[parent.comm if parent is not None else UNKNOWN] += 1
+        by_ppid[zombie.ppid] += 1
     by_container: Counter[ContainerKey] = Counter()
-    for group in census.parents:
-        name = group.process.comm if group.process is not None else UNKNOWN
-        by_parent[name] += len(group.zombies)
-        by_container[_container_label(group.pid, snapshot.root)] += len(group.zombies)
+    for ppid, count in by_ppid.items():  # one cgroup read per parent
+        by_container[_container_label(ppid, snapshot.root)] += count
     states = dict.fromkeys(STATE_LETTERS, 0)
     states.update(snapshot.state_counts)
     coverage = assess(snapshot)
@@ -100,24 +109,21 @@ def read_table(snapshot: Snapshot, top: int = 10, now: float | None = None) -> R
     if coverage.tasks is not None and coverage.child_namespace is False:
         unseen = max(coverage.tasks - snapshot.pids_used, 0)  # both count initial-namespace tasks
     cgroup = snapshot.cgroup_pids
-    ages = [now - zombie.since for zombie in census.zombies]
     return Reading(
         taken_at=snapshot.taken_at,
-        census=census,
-        zombies=len(census.zombies),
-        leaders=len(census.leaders),
+        zombies=len(snapshot.zombies),
+        leaders=len(snapshot.zombie_leaders),
         by_parent=bounded(by_parent, top, OTHER),
         by_container=bounded(by_container, top, (OTHER, "", "")),
         states=states,
         pids_used=pids_used,
         pid_max=snapshot.pid_max,
         cgroup_pids=(cgroup[0], cgroup[1]) if cgroup is not None else None,
-        threads=sum(p.threads for p in snapshot.processes.values() if not p.is_zombie),
+        threads=sum(p.threads for p in table.values() if not p.is_zombie),
         threads_max=coverage.threads_max,
         kernel_tasks=coverage.tasks,
-        oldest_zombie_age=max(max(ages, default=0.0), 0.0),
-        # Zombies reaped between the scan and the census were skipped too.
-        vanished=snapshot.vanished + len(snapshot.zombies) - len(census.zombies),
+        oldest_zombie_age=max(now - died, 0.0) if died is not None else 0.0,
+        vanished=snapshot.vanished,
         unreadable=snapshot.unreadable,
         tasks_unseen=unseen,
         complete=not coverage.incomplete,

@@ -59,7 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, "text/plain; charset=utf-8", b"ok\n", head=head)
         elif path == "/":
             try:
-                page = render_page(collector.read(), collector.source.name)
+                page = render_page(*collector.read_with_census(), collector.source.name)
             except UndertakerError as err:
                 self._send(503, "text/plain; charset=utf-8", f"{err}\n".encode(), head=head)
                 return
