@@ -280,6 +280,7 @@ def test_page_in_a_real_browser(tmp_path: Path) -> None:
     assert header == ["PPID", "PARENT", "ZOMBIES", "OLDEST", "EXIT STATUS"]
     assert sorted(int(row[0]) for row in rows) == parents
     assert [int(row[2]) for row in rows] == [3, 1]
+    assert [row[1] for row in rows] == ["zbrowse", "zother"]  # names, never command lines
     assert all(row[4] == f"exited 3 x{row[2]}" if row[2] != "1" else "exited 3" for row in rows)
 
 

@@ -9,6 +9,7 @@ parent, worst first. Hosts are told apart by a label, ``instance`` unless
 from __future__ import annotations
 
 import json
+import re
 import sys
 import urllib.error
 import urllib.parse
@@ -148,6 +149,13 @@ def run(args: argparse.Namespace) -> int:
         print(
             "undertaker fleet: error: --prometheus must be an http(s) URL, "
             f"not {args.prometheus!r}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", args.host_label):
+        print(
+            f"undertaker fleet: error: --host-label: not a Prometheus label name: "
+            f"{args.host_label!r}",
             file=sys.stderr,
         )
         return EXIT_ERROR

@@ -1,7 +1,8 @@
 """The exporter's HTML page: the current zombies by parent, readable without Grafana.
 
 Static HTML (no script), every value escaped: command names are chosen by
-whoever runs the process.
+whoever runs the process. Parents are shown by PID and command name, never
+by command line, which may hold secrets.
 """
 
 from __future__ import annotations
@@ -24,15 +25,11 @@ _STYLE = (
 )
 
 
-_COMMAND_WIDTH = 120  # a command line can be a whole script (python -c)
-
-
-def _parent_command(group: ParentGroup) -> str:
-    if group.cmdline:
-        text = printable(" ".join(group.cmdline))
-        return text if len(text) <= _COMMAND_WIDTH else text[: _COMMAND_WIDTH - 3] + "..."
+def _parent_name(group: ParentGroup) -> str:
+    # The command name only: full command lines may carry secrets, and the page
+    # may be reachable from the network. `undertaker why PPID` shows the rest.
     if group.process is not None:
-        return f"[{group.process.comm}]"
+        return printable(group.process.comm)
     return "(outside this PID namespace)"
 
 
@@ -42,7 +39,7 @@ def render_page(reading: Reading, census: Census, source: str) -> str:
     esc = html.escape
     rows = [
         "<tr>"
-        f'<td class="n">{group.pid}</td><td>{esc(_parent_command(group))}</td>'
+        f'<td class="n">{group.pid}</td><td>{esc(_parent_name(group))}</td>'
         f'<td class="n">{len(group.zombies)}</td><td>{esc(_oldest(group.zombies, now))}</td>'
         f"<td>{esc(_status_summary(group))}</td></tr>"
         for group in census.parents
