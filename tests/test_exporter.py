@@ -136,7 +136,7 @@ def test_scrapes_succeed_while_processes_churn() -> None:
 import os, subprocess, sys, time
 from undertaker.exporter import ScanSource, ZombieCollector
 FORKER = (
-    "import os\nfor _ in range(3000):\n"
+    "import os\nfor _ in range(1500):\n"
     "    pid = os.fork()\n    if pid == 0: os._exit(0)\n    os.waitpid(pid, 0)"
 )
 kids = [subprocess.Popen([sys.executable, "-c", FORKER]) for _ in range(2)]
