@@ -11,12 +11,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
 from exporter_helpers import NamespaceExporter, parse_exposition
 from helpers import UNDERTAKER, cli, needs_namespace, run_hidden_as_nobody, run_in_namespace
+from test_cgroup_pids import PARENT as PIDS_CGROUP
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = {  # captured tree -> golden exposition (and the options it was made with)
@@ -38,6 +40,7 @@ def _stable(exposition: str) -> str:
     )
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("tree", sorted(GOLDEN))
 def test_golden_exposition(tree: str) -> None:
     """One scrape of a captured /proc tree is exactly the golden file (volatile series aside)."""
@@ -174,6 +177,29 @@ def test_non_root_under_hidepid_says_what_it_missed() -> None:
         assert "undertaker_tasks_unseen" not in values
 
 
+@pytest.mark.skipif(PIDS_CGROUP is None, reason="needs root and a writable pids cgroup")
+def test_pids_cgroup_limit_is_exported() -> None:
+    """In a cgroup with pids.max 50, the scrape exports the limit and the count against it."""
+    assert PIDS_CGROUP is not None
+    group = PIDS_CGROUP / f"undertaker-test-{uuid.uuid4().hex[:8]}"
+    group.mkdir()
+    try:
+        (group / "pids.max").write_text("50\n")
+        code = (
+            f"import os, sys; open({str(group / 'cgroup.procs')!r}, 'w').write(str(os.getpid()));"
+            "os.execv(sys.executable, [sys.executable, '-m', 'undertaker', 'exporter', '--once'])"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        )
+    finally:
+        group.rmdir()  # empty again: the child has exited
+    assert done.returncode == 0, done.stderr
+    values = parse_exposition(done.stdout)
+    assert values["undertaker_cgroup_pids_limit"] == 50
+    assert 1 <= values["undertaker_cgroup_pids_current"] <= 50
+
+
 def test_bad_input_is_one_line() -> None:
     """A bad --listen, a port in use and an unreadable /proc: one line each, exit 2."""
     done = cli("exporter", "--listen", "nonsense")
@@ -190,7 +216,13 @@ def test_bad_input_is_one_line() -> None:
     assert done.stderr.count("\n") == 1
     done = cli("exporter", "--once", "--proc", "/nonexistent")
     assert done.returncode == 2
-    assert "Traceback" not in done.stderr
+    assert (
+        done.stderr
+        == "undertaker exporter: error: cannot read /nonexistent: No such file or directory\n"
+    )
+    # The scrape itself still answered, and counted the error.
+    assert parse_exposition(done.stdout)["undertaker_scrape_errors_total"] == 1
+    assert "undertaker_zombies" not in parse_exposition(done.stdout)
 
 
 def test_missing_prometheus_client_names_the_extra() -> None:
