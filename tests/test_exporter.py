@@ -7,10 +7,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -223,6 +225,31 @@ def test_bad_input_is_one_line() -> None:
     # The scrape itself still answered, and counted the error.
     assert parse_exposition(done.stdout)["undertaker_scrape_errors_total"] == 1
     assert "undertaker_zombies" not in parse_exposition(done.stdout)
+
+
+def test_sigterm_stops_the_server_cleanly() -> None:
+    """Serving until SIGTERM, then exit 0 with nothing more on stderr (as systemd expects)."""
+    server = subprocess.Popen(
+        [*UNDERTAKER, "exporter", "--listen", "127.0.0.1:0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()
+        assert line.startswith("undertaker exporter: listening on http://127.0.0.1:")
+        url = line.split()[-1].replace("/metrics", "/healthz")
+        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310  (loopback)
+            assert response.read() == b"ok\n"
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+        assert server.stderr.read() == ""
+    finally:
+        if server.poll() is None:
+            server.kill()  # our own child
+            server.wait()
+        if server.stderr is not None:
+            server.stderr.close()
 
 
 def test_missing_prometheus_client_names_the_extra() -> None:

@@ -172,6 +172,23 @@ def dashboard_queries() -> list[str]:
     return exprs
 
 
+def test_dashboard_is_importable() -> None:
+    """The shape Grafana needs: unique panel ids, a grid position and queries for each."""
+    doc = json.loads(DASHBOARD.read_text())
+    ids = [p["id"] for p in doc["panels"]]
+    assert len(ids) == len(set(ids))
+    assert doc["uid"] == "undertaker-zombies"
+    assert doc["title"]
+    variables = {v["name"] for v in doc["templating"]["list"]}
+    assert {"datasource", "instance"} <= variables
+    for panel in doc["panels"]:
+        assert {"x", "y", "w", "h"} <= panel["gridPos"].keys()
+        assert panel["targets"], panel["title"]
+        assert panel["datasource"]["uid"] == "${datasource}"
+        for target in panel["targets"]:
+            assert 'instance=~"$instance"' in target["expr"], target["expr"]
+
+
 def test_dashboard_queries_use_only_exported_metrics(fleet: Fleet) -> None:
     """Each query parses in Prometheus and reads only names a live scrape exports."""
     exported = {key.partition("{")[0] for key in fleet.alpha.metrics()}
