@@ -296,4 +296,5 @@ def test_run_is_light() -> None:
     modules = set(done.stdout.split())
     assert "undertaker.init._supervise" in modules
     heavy = {"json", "dataclasses", "undertaker.census", "undertaker.proc", "undertaker.cli.ps"}
+    heavy |= {"prometheus_client", "undertaker.exporter"}
     assert not heavy & modules

@@ -36,6 +36,8 @@ SUBCOMMANDS = {
     "doctor": "doctor",
     "run": "run",
     "reap": "reap",
+    "exporter": "exporter",
+    "fleet": "fleet",
 }
 
 EXIT_PIPE_CLOSED = 128 + 13  # what a shell reports for a process killed by SIGPIPE

@@ -4,6 +4,7 @@
 slower per-process files on demand.
 """
 
+from undertaker.proc._held import HeldStatFiles
 from undertaker.proc._read import (
     ExitClock,
     ZombieReader,
@@ -21,6 +22,7 @@ from undertaker.proc._status import SIGCHLD_BIT, Status, StatusParseError, parse
 __all__ = [
     "SIGCHLD_BIT",
     "ExitClock",
+    "HeldStatFiles",
     "Process",
     "Snapshot",
     "StatFields",
