@@ -36,6 +36,7 @@ SUBCOMMANDS = {
     "doctor": "doctor",
     "run": "run",
     "reap": "reap",
+    "lab": "lab",
 }
 
 EXIT_PIPE_CLOSED = 128 + 13  # what a shell reports for a process killed by SIGPIPE

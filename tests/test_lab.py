@@ -1,0 +1,58 @@
+"""undertaker lab: every experiment runs for real, isolated, and reaches its verdict.
+
+Each experiment is run once in its sandbox (a private PID namespace as root),
+and the test checks the verdict and the observations it was computed from,
+and that nothing was left behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from undertaker.lab import EXPERIMENTS, run_isolated
+
+# experiment id -> the verdict the kernel of our machines gives
+EXPECTED = {
+    "mp-unjoined": "confirmed",
+    "kill9-zombie": "confirmed",
+    "kill-parent": "confirmed",
+    "parent-exited-zombie": "refuted",
+    "orphan-adopter": "depends",
+    "double-fork": "confirmed",
+    "no-reboot": "refuted",
+}
+
+
+def _key_observations(result: dict[str, Any]) -> None:
+    """The observations each verdict rests on."""
+    data = result["data"]
+    checks = {
+        "mp-unjoined": lambda: data["son_state"] == "Z" and data["joined_exitcode"] == 0,
+        "kill9-zombie": lambda: data["state_after"] == "Z"
+        and data["exit_before"] == data["exit_after"] == "exited 7",
+        "kill-parent": lambda: data["adopted"]
+        and sorted(data["statuses"].values()) == ["exited 3", "exited 7"],
+        "parent-exited-zombie": lambda: data["orphan_reaped"] and data["live_parent_child"] == "Z",
+        "orphan-adopter": lambda: data["orphan_under_subreaper_ppid"] == data["subreaper"]
+        and data["plain_orphan_ppid"] == 1,
+        "double-fork": lambda: data["grandchild_ppid"] == 1 and data["parent_zombies"] == 0,
+        "no-reboot": lambda: data["zombies_gone"] and data["parent_alive"],
+    }
+    assert checks[result["id"]](), result
+
+
+@pytest.mark.parametrize("exp_id", [e.id for e in EXPERIMENTS])
+def test_experiment(exp_id: str) -> None:
+    """The experiment reaches the expected verdict, from its observations, leaving nothing."""
+    result = run_isolated(exp_id)
+    assert EXPECTED[exp_id] == result["status"], result
+    assert result["left_behind"] == []
+    assert result["observed"]
+    _key_observations(result)
+
+
+def test_every_experiment_has_an_expectation() -> None:
+    """No experiment escapes the suite."""
+    assert sorted(EXPECTED) == sorted(e.id for e in EXPERIMENTS)
