@@ -22,6 +22,16 @@ EXPECTED = {
     "orphan-adopter": "depends",
     "double-fork": "confirmed",
     "no-reboot": "refuted",
+    "handler-once": "refuted",
+    "handler-loop": "confirmed",
+    "handler-article": "depends",
+    "sigign-no-zombies": "confirmed",
+    "sigign-handover": "refuted",
+    "sigign-late": "depends",
+    "waitpid-pid": "confirmed",
+    "waitpid-echild": "confirmed",
+    "waitpid-eintr": "refuted",
+    "wnohang-poll": "confirmed",
 }
 
 
@@ -30,15 +40,40 @@ def _key_observations(result: dict[str, Any]) -> None:
     data = result["data"]
     checks = {
         "mp-unjoined": lambda: data["son_state"] == "Z" and data["joined_exitcode"] == 0,
-        "kill9-zombie": lambda: data["state_after"] == "Z"
-        and data["exit_before"] == data["exit_after"] == "exited 7",
-        "kill-parent": lambda: data["adopted"]
-        and sorted(data["statuses"].values()) == ["exited 3", "exited 7"],
+        "kill9-zombie": lambda: (
+            data["state_after"] == "Z" and data["exit_before"] == data["exit_after"] == "exited 7"
+        ),
+        "kill-parent": lambda: (
+            data["adopted"] and sorted(data["statuses"].values()) == ["exited 3", "exited 7"]
+        ),
         "parent-exited-zombie": lambda: data["orphan_reaped"] and data["live_parent_child"] == "Z",
-        "orphan-adopter": lambda: data["orphan_under_subreaper_ppid"] == data["subreaper"]
-        and data["plain_orphan_ppid"] == 1,
+        "orphan-adopter": lambda: (
+            data["orphan_under_subreaper_ppid"] == data["subreaper"]
+            and data["plain_orphan_ppid"] == 1
+        ),
         "double-fork": lambda: data["grandchild_ppid"] == 1 and data["parent_zombies"] == 0,
         "no-reboot": lambda: data["zombies_gone"] and data["parent_alive"],
+        "handler-once": lambda: (
+            data["blocked"]["calls"] == 1 and data["blocked"]["zombies"] == data["burst"] - 1
+        ),
+        "handler-loop": lambda: (
+            data["blocked"]["calls"] == 1
+            and data["blocked"]["zombies"] == data["sleeping"]["zombies"] == 0
+        ),
+        "handler-article": lambda: data["reaped"] == 1 and data["zero"] > 0,
+        "sigign-no-zombies": lambda: "Z" not in data["states"] and data["wait"] == "ECHILD",
+        "sigign-handover": lambda: (
+            data["handed_to_adopter"] == [] and data["ppids"] == [data["parent"]]
+        ),
+        "sigign-late": lambda: data["state_after_ign"] == "Z" and "exited 4" in data["wait"],
+        "waitpid-pid": lambda: all(data["matches"]),
+        "waitpid-echild": lambda: list(data["calls"].values()).count("ECHILD") == 4,
+        "waitpid-eintr": lambda: (
+            data["caught"]["errno"] == "EINTR"
+            and data["ignored"]["returned"] > 0
+            and data["caught_restart"]["returned"] > 0
+        ),
+        "wnohang-poll": lambda: data["first"] == [0, 0] and data["reaped"],
     }
     assert checks[result["id"]](), result
 

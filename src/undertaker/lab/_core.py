@@ -167,15 +167,18 @@ class Lab:
         """Record machine-readable observations (they go to ``--json``)."""
         self.data.update(values)
 
-    def fork(self, target: Callable[..., int | None], *args: Any) -> int:
+    def fork(self, target: Callable[..., int | None], *args: Any, name: str = "") -> int:
         """Fork a child that runs ``target(*args)`` and exits with its return value.
 
-        An exception in the child is printed to stderr and exits 70.
+        *name* becomes its command name (``comm``, as ``ps`` shows it). An
+        exception in the child is printed to stderr and exits 70.
         """
         pid = os.fork()
         if pid == 0:
             code = 0
             try:
+                if name:
+                    set_comm(name)
                 code = target(*args) or 0
             except BaseException:  # noqa: BLE001  (the child must never return here)
                 traceback.print_exc()
@@ -289,6 +292,12 @@ class Lab:
         self.reap_any()
 
 
+def set_comm(name: str) -> None:
+    """Set our command name (as ``prctl(PR_SET_NAME)``), so the tables say who is who."""
+    with open("/proc/self/comm", "w") as comm:
+        comm.write(name[:15])
+
+
 def children() -> list[int]:
     """Our children (live and zombie), from ``/proc/self/task/*/children``."""
     found: list[int] = []
@@ -298,4 +307,18 @@ def children() -> list[int]:
                 found += [int(pid) for pid in kids.read().split()]
         except FileNotFoundError:
             continue  # the thread ended since the listing
+    return found
+
+
+def zombie_children() -> list[int]:
+    """Our children that are zombies (a child reaped meanwhile is skipped)."""
+    found = []
+    for pid in children():
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                data = stat.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # reaped (by a handler of ours) since the listing
+        if data[data.rfind(b")") + 2 :][:1] == b"Z":
+            found.append(pid)
     return found

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from undertaker.lab import _zombies
+from undertaker.lab import _sigchld, _waiting, _zombies
 
 if TYPE_CHECKING:
     from undertaker.lab._core import Experiment
 
-EXPERIMENTS: tuple[Experiment, ...] = (*_zombies.EXPERIMENTS,)
+EXPERIMENTS: tuple[Experiment, ...] = (
+    *_zombies.EXPERIMENTS,
+    *_sigchld.EXPERIMENTS,
+    *_waiting.EXPERIMENTS,
+)
 
 
 class UnknownExperiment(LookupError):

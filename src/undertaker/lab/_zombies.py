@@ -17,6 +17,7 @@ from undertaker.lab._core import (
     Verdict,
     decide,
     experiment,
+    zombie_children,
 )
 from undertaker.prctl import become_subreaper
 from undertaker.testing import ZombieParent, ZombieSpec
@@ -248,21 +249,9 @@ def _double_forker(report: Pipe, later: Gate, done: Gate) -> int:
     status = os.waitpid(child, 0)[1]
     report.send({"child_status": status})
     done.wait()  # released once the grandchild has ended, while we still run
-    report.send({"zombie_children": _zombie_children()})
+    report.send({"zombie_children": len(zombie_children())})
     done.wait()
     return 0
-
-
-def _zombie_children() -> int:
-    """How many of our children are zombies, from our own children list."""
-    count = 0
-    for tid in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{tid}/children") as kids:
-            for pid in kids.read().split():
-                with open(f"/proc/{pid}/stat", "rb") as stat:
-                    data = stat.read()
-                count += data[data.rfind(b")") + 2 :][:1] == b"Z"
-    return count
 
 
 @experiment(
