@@ -32,6 +32,9 @@ EXPECTED = {
     "waitpid-echild": "confirmed",
     "waitpid-eintr": "refuted",
     "wnohang-poll": "confirmed",
+    "status-macros": "confirmed",
+    "stop-continue": "confirmed",
+    "waitpid-options": "refuted",
 }
 
 
@@ -74,6 +77,21 @@ def _key_observations(result: dict[str, Any]) -> None:
             and data["caught_restart"]["returned"] > 0
         ),
         "wnohang-poll": lambda: data["first"] == [0, 0] and data["reaped"],
+        "status-macros": lambda: (
+            [c["described"] for c in data["cases"]]
+            == [
+                "exited 5",
+                "exited 7",
+                "killed by SIGTERM",
+                "killed by SIGSEGV",
+                "killed by SIGSEGV (core dumped)",
+            ]
+            and data["core_files"] == 1
+        ),
+        "stop-continue": lambda: (
+            data["calls"]["SIGTSTP: waitpid(WUNTRACED)"] == "stopped by SIGTSTP"
+        ),
+        "waitpid-options": lambda: data["options"]["waitpid(WCONTINUED)"] == "accepted",
     }
     assert checks[result["id"]](), result
 
