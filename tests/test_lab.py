@@ -35,6 +35,12 @@ EXPECTED = {
     "status-macros": "confirmed",
     "stop-continue": "confirmed",
     "waitpid-options": "refuted",
+    "three-wait-loop": "confirmed",
+    "three-wait-drain": "confirmed",
+    "three-wait-once": "confirmed",
+    "three-wait-twice": "confirmed",
+    "three-sig-ign": "confirmed",
+    "three-no-wait": "confirmed",
 }
 
 
@@ -92,6 +98,14 @@ def _key_observations(result: dict[str, Any]) -> None:
             data["calls"]["SIGTSTP: waitpid(WUNTRACED)"] == "stopped by SIGTSTP"
         ),
         "waitpid-options": lambda: data["options"]["waitpid(WCONTINUED)"] == "accepted",
+        "three-wait-loop": lambda: data["printed"] == [*data["exit_order"], -1],
+        "three-wait-drain": lambda: data["parent_exit_after_last_child"],
+        "three-wait-once": lambda: len(data["adopted_by_adopter"]) == 2,
+        "three-wait-twice": lambda: data["printed"] == [data["exit_order"][1], -1],
+        "three-sig-ign": lambda: data["states"] == [None, None, None],
+        "three-no-wait": lambda: (
+            data["states"] == ["Z", "Z", "Z"] and len(data["adopted_by_adopter"]) == 3
+        ),
     }
     assert checks[result["id"]](), result
 
