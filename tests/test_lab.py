@@ -41,6 +41,10 @@ EXPECTED = {
     "three-wait-twice": "confirmed",
     "three-sig-ign": "confirmed",
     "three-no-wait": "confirmed",
+    "tty-ctrl-c": "confirmed",
+    "tty-ctrl-z": "confirmed",
+    "tty-ctrl-backslash": "confirmed",
+    "tty-ctrl-d": "confirmed",
 }
 
 
@@ -106,6 +110,17 @@ def _key_observations(result: dict[str, Any]) -> None:
         "three-no-wait": lambda: (
             data["states"] == ["Z", "Z", "Z"] and len(data["adopted_by_adopter"]) == 3
         ),
+        "tty-ctrl-c": lambda: (
+            data["default"]["foreground"] == ["killed by SIGINT"] * 2
+            and data["default"]["background"] == "running"
+            and data["raw"]["read"]["read"] == "\x03"
+        ),
+        "tty-ctrl-z": lambda: data["states"] == ["T", "T"],
+        "tty-ctrl-backslash": lambda: (
+            data["foreground"] == ["killed by SIGQUIT (core dumped)"] * 2
+            and data["core_files"] == 2
+        ),
+        "tty-ctrl-d": lambda: data["read"]["bytes"] == 0,
     }
     assert checks[result["id"]](), result
 

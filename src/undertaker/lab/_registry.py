@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from undertaker.lab import _sigchld, _status, _three, _waiting, _zombies
+from undertaker.lab import _sigchld, _status, _three, _tty, _waiting, _zombies
 
 if TYPE_CHECKING:
     from undertaker.lab._core import Experiment
@@ -15,6 +15,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     *_waiting.EXPERIMENTS,
     *_status.EXPERIMENTS,
     *_three.EXPERIMENTS,
+    *_tty.EXPERIMENTS,
 )
 
 
