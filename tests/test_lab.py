@@ -45,6 +45,8 @@ EXPECTED = {
     "tty-ctrl-z": "confirmed",
     "tty-ctrl-backslash": "confirmed",
     "tty-ctrl-d": "confirmed",
+    "echo-server-reap": "depends",
+    "echo-server-no-reap": "confirmed",
 }
 
 
@@ -121,6 +123,10 @@ def _key_observations(result: dict[str, Any]) -> None:
             and data["core_files"] == 2
         ),
         "tty-ctrl-d": lambda: data["read"]["bytes"] == 0,
+        "echo-server-reap": lambda: (
+            (data["idle"], data["during_next"], data["after_next"]) == (data["clients"], 0, 1)
+        ),
+        "echo-server-no-reap": lambda: data["after_next"] == data["clients"] + 1,
     }
     assert checks[result["id"]](), result
 

@@ -276,6 +276,11 @@ class Lab:
             )
         return rows
 
+    def children_rows(self, parent: int) -> list[dict[str, Any]]:
+        """The process-table lines of *parent*'s children, by PID."""
+        snapshot = scan(owners=False)
+        return self.rows(p.pid for p in snapshot.children(parent))
+
     def ps(self, label: str, pids: Iterable[int]) -> list[dict[str, Any]]:
         """Record the process-table lines of *pids* under *label* and return them."""
         rows = self.rows(pids)
