@@ -47,6 +47,9 @@ EXPECTED = {
     "tty-ctrl-d": "confirmed",
     "echo-server-reap": "depends",
     "echo-server-no-reap": "confirmed",
+    "zombie-memory": "refuted",
+    "zombie-cost": "confirmed",
+    "pid-exhaustion": "confirmed",
 }
 
 
@@ -127,6 +130,18 @@ def _key_observations(result: dict[str, Any]) -> None:
             (data["idle"], data["during_next"], data["after_next"]) == (data["clients"], 0, 1)
         ),
         "echo-server-no-reap": lambda: data["after_next"] == data["clients"] + 1,
+        "zombie-memory": lambda: (
+            data["zombie_rss_kb"] is None
+            and data["zombie_statm"] == [0] * 7
+            and data["alive_rss_kb"] > 128 * 1024
+        ),
+        "zombie-cost": lambda: (
+            data["zombies_holding_pids"] == data["zombies"]
+            and "task_struct" in data["per_zombie"]["caches"]
+        ),
+        "pid-exhaustion": lambda: (
+            data["zombies"] == 11 and data["pids_current"] == 12 and data["fork_after_reaping"]
+        ),
     }
     assert checks[result["id"]](), result
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from undertaker.lab import _server, _sigchld, _status, _three, _tty, _waiting, _zombies
+from undertaker.lab import _cost, _server, _sigchld, _status, _three, _tty, _waiting, _zombies
 
 if TYPE_CHECKING:
     from undertaker.lab._core import Experiment
@@ -17,6 +17,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     *_three.EXPERIMENTS,
     *_tty.EXPERIMENTS,
     *_server.EXPERIMENTS,
+    *_cost.EXPERIMENTS,
 )
 
 
