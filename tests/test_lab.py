@@ -50,6 +50,9 @@ EXPECTED = {
     "zombie-memory": "refuted",
     "zombie-cost": "confirmed",
     "pid-exhaustion": "confirmed",
+    "ps-states": "depends",
+    "pdeathsig": "confirmed",
+    "pdeathsig-thread": "depends",
 }
 
 
@@ -141,6 +144,13 @@ def _key_observations(result: dict[str, Any]) -> None:
         ),
         "pid-exhaustion": lambda: (
             data["zombies"] == 11 and data["pids_current"] == 12 and data["fork_after_reaping"]
+        ),
+        "ps-states": lambda: (
+            data["states"] == {"R": "R", "S": "S", "T": "T", "t": "t", "Z": "Z", "D": "D"}
+        ),
+        "pdeathsig": lambda: data["child_status"] == "killed by SIGHUP",
+        "pdeathsig-thread": lambda: (
+            data["child_status"] == "killed by SIGHUP" and data["parent_alive"]
         ),
     }
     assert checks[result["id"]](), result

@@ -289,6 +289,7 @@ def pid_exhaustion(lab: Lab) -> Verdict:
             _write(os.path.join(group, "cgroup.procs"), str(filler))
         gate.release()
         seen = report.recv()
+        lab.until(lambda: all(lab.state(p) == "Z" for p in seen["zombies"]), 1.0)
         current = _read_int(group, "pids.current") if group else None
         rows = lab.ps("the filler and its zombies when fork failed", [filler, *seen["zombies"]])
         gate.release()

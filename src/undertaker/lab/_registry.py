@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from undertaker.lab import _cost, _server, _sigchld, _status, _three, _tty, _waiting, _zombies
+from undertaker.lab import (
+    _cost,
+    _pdeath,
+    _server,
+    _sigchld,
+    _states,
+    _status,
+    _three,
+    _tty,
+    _waiting,
+    _zombies,
+)
 
 if TYPE_CHECKING:
     from undertaker.lab._core import Experiment
@@ -18,6 +29,8 @@ EXPERIMENTS: tuple[Experiment, ...] = (
     *_tty.EXPERIMENTS,
     *_server.EXPERIMENTS,
     *_cost.EXPERIMENTS,
+    *_states.EXPERIMENTS,
+    *_pdeath.EXPERIMENTS,
 )
 
 
