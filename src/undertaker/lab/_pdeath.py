@@ -28,8 +28,8 @@ def _orphan_to_be(report: Pipe, ready: Pipe, parent: int) -> None:
     set_parent_death_signal(signal.SIGHUP)
     if os.getppid() != parent:  # the parent died before the request: nobody will tell us
         os._exit(3)
-    ready.send({"set": True})
     report.send({"child": os.getpid()})
+    ready.send({"set": True})  # last: the forking thread may end, and signal us, right after
     signal.pause()  # SIGHUP's default action ends us
     os._exit(0)
 
