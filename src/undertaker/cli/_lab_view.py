@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from undertaker.cli._style import Style, printable, table
+from undertaker.lab import SEEDS
 
 if TYPE_CHECKING:
     from undertaker.lab import Experiment
@@ -83,6 +84,12 @@ def render_summary(results: list[dict[str, Any]], style: Style) -> str:
     out = [style.bold("Summary"), *table(rows)]
     counts = summary_counts(results)
     out.append(", ".join(f"{n} {status}" for status, n in counts.items() if n))
+    out += ["", "Articles (the seed articles of undertaker, see docs/lab.md):"]
+    out += [
+        f"  {seed}  {title}"
+        for seed, title in SEEDS.items()
+        if any(r["seed"] == seed for r in results)
+    ]
     return "\n".join(out)
 
 

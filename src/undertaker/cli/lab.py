@@ -54,7 +54,6 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     runner.add_argument("--all", action="store_true", help="run every experiment")
     runner.add_argument("--json", action="store_true", help="print one JSON document")
     add_color_option(runner)
-    lab.set_defaults(lab_parser=lab)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -108,6 +107,11 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(doc) + "\n")
     elif len(results) > 1:
         print(render_summary(results, style))
+    return exit_status(results)
+
+
+def exit_status(results: list[dict[str, Any]]) -> int:
+    """1 when an experiment could not reach a verdict; a refuted claim or a skip is fine."""
     failed = any(r["status"] == "error" for r in results)
     return EXIT_EXPERIMENT_FAILED if failed else EXIT_OK
 
@@ -118,5 +122,8 @@ def run(args: argparse.Namespace) -> int:
         return _list(args)
     if args.lab_command == "run":
         return _run(args)
-    args.lab_parser.print_help(sys.stderr)
+    print(
+        "undertaker lab: error: give an action: list or run (see undertaker lab --help)",
+        file=sys.stderr,
+    )
     return EXIT_ERROR

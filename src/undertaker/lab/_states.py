@@ -19,8 +19,8 @@ from undertaker.lab._core import (
     Verdict,
     experiment,
 )
+from undertaker.lab._programs import SLEEP
 
-_SLEEP = shutil.which("sleep") or "/bin/sleep"
 PTRACE_TRACEME = 0
 
 
@@ -43,8 +43,8 @@ def _spawn_through(fifo: str, report: Pipe) -> int:
     uninterruptibly, until the child execs, so it shows D meanwhile.
     """
     child = os.posix_spawn(
-        _SLEEP,
-        [_SLEEP, "5"],
+        SLEEP,
+        [SLEEP, "5"],
         os.environ,
         file_actions=[(os.POSIX_SPAWN_OPEN, 0, fifo, os.O_RDONLY, 0)],
     )

@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import signal
 import tempfile
 import time
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from undertaker.lab._core import CONFIRMED, DEPENDS, REFUTED, Lab, Verdict, decide, experiment
+from undertaker.lab._programs import comm, core_pattern, cores_stay_local, count_cores, exec_sleep
 from undertaker.wait import WaitStatus, signal_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 _NOTHING = "0 (nothing to report)"
-_SLEEP = shutil.which("sleep") or "/bin/sleep"  # a small program: a small core file
-
-
-def _core_pattern() -> str:
-    try:
-        with open("/proc/sys/kernel/core_pattern") as pattern:
-            return pattern.read().strip()
-    except OSError:
-        return ""
-
-
-def _exec_sleep(core_dir: str | None) -> NoReturn:
-    """Exec ``sleep``, for the lab to kill; it dumps core into *core_dir* if given."""
-    if core_dir is None:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
-    else:
-        os.chdir(core_dir)
-        hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
-        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
-    os.execv(_SLEEP, [_SLEEP, "5"])  # noqa: S606  (a fixed program, no shell)
 
 
 def _macros(status: WaitStatus) -> dict[str, Any]:
@@ -62,11 +42,9 @@ def _macros(status: WaitStatus) -> dict[str, Any]:
 )
 def status_macros(lab: Lab) -> Verdict:
     """exit(5), exit(7), SIGTERM, SIGSEGV without and with a core dump."""
-    pattern = _core_pattern()
+    pattern = core_pattern()
     core_dir = tempfile.mkdtemp(prefix="undertaker-lab-core-")
-    # Only a plain relative core_pattern writes where we can clean up: a pipe
-    # hands the core to a collector, an absolute path writes outside our directory.
-    dump_here = bool(pattern) and not pattern.startswith(("|", "/")) and os.access(_SLEEP, os.X_OK)
+    dump_here = cores_stay_local()
     rows: list[dict[str, Any]] = []
     try:
         cases: list[tuple[str, Callable[[], int] | None, str | None]] = [
@@ -79,8 +57,8 @@ def status_macros(lab: Lab) -> Verdict:
             cases.append(("SIGSEGV, core allowed", None, core_dir))
         for label, code, where in cases:
             if code is None:
-                pid = lab.fork(_exec_sleep, where)
-                lab.until(lambda p=pid: _comm(p) == "sleep", 2.0)  # type: ignore[misc]
+                pid = lab.fork(exec_sleep, where)
+                lab.until(lambda p=pid: comm(p) == "sleep", 2.0)  # type: ignore[misc]
                 os.kill(pid, signal.SIGSEGV)
             else:
                 pid = lab.fork(code)
@@ -88,14 +66,14 @@ def status_macros(lab: Lab) -> Verdict:
             row = {"case": label, **_macros(status), "described": str(status)}
             rows.append(row)
             lab.say(f"{label}: status {row['raw']} -> {status}")
-        cores = os.listdir(core_dir)
+        cores = count_cores(core_dir)
     finally:
         shutil.rmtree(core_dir, ignore_errors=True)
     if not dump_here:
         lab.say(f"no core was attempted: core_pattern is {pattern!r}, not a file name here")
     else:
-        lab.say(f"core files written: {', '.join(cores) or 'none'} (then deleted)")
-    lab.record(cases=rows, core_pattern=pattern, core_files=len(cores))
+        lab.say(f"core files written: {cores} (then deleted)")
+    lab.record(cases=rows, core_pattern=pattern, core_files=cores)
     by = {r["case"]: r for r in rows}
     exits = by["exit(5)"]["WEXITSTATUS"] == 5 and by["exit(7)"]["WEXITSTATUS"] == 7
     term = by["killed by SIGTERM"]
@@ -123,14 +101,6 @@ def status_macros(lab: Lab) -> Verdict:
 def _terminate_self() -> int:
     os.kill(os.getpid(), signal.SIGTERM)
     return 9  # not reached: SIGTERM's default action ends us
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as comm:
-            return comm.read().strip()
-    except FileNotFoundError:
-        return ""
 
 
 def _pause() -> int:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-import resource
 import shutil
 import signal
 import tempfile
 import termios
 import time
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
 from undertaker.lab._core import (
     CONFIRMED,
@@ -29,9 +28,8 @@ from undertaker.lab._core import (
     decide,
     experiment,
 )
+from undertaker.lab._programs import comm, cores_stay_local, count_cores, exec_sleep
 from undertaker.wait import WaitStatus
-
-_SLEEP = shutil.which("sleep") or "/bin/sleep"
 
 
 def _member(slave: int, group: int, core_dir: str | None, reader: Pipe | None) -> int:
@@ -40,7 +38,7 @@ def _member(slave: int, group: int, core_dir: str | None, reader: Pipe | None) -
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     if reader is None:
-        _exec_sleep(core_dir)
+        exec_sleep(core_dir)
     deadline = time.monotonic() + 2.0  # read once the terminal is ours (else SIGTTIN stops us)
     while os.tcgetpgrp(0) != os.getpgrp() and time.monotonic() < deadline:
         time.sleep(0.001)
@@ -50,31 +48,12 @@ def _member(slave: int, group: int, core_dir: str | None, reader: Pipe | None) -
     return 0
 
 
-def _exec_sleep(core_dir: str | None) -> NoReturn:
-    """Become ``sleep``, dumping core (if it must) into a directory of our own."""
-    hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
-    if core_dir is not None:  # one directory each: both would write a file named "core"
-        core_dir = os.path.join(core_dir, str(os.getpid()))
-        os.mkdir(core_dir)
-        os.chdir(core_dir)
-    resource.setrlimit(resource.RLIMIT_CORE, (hard if core_dir else 0, hard))
-    os.execv(_SLEEP, [_SLEEP, "5"])  # noqa: S606  (a fixed program, no shell)
-
-
 def _setpgid(pid: int, group: int) -> None:
     """Set a child's group from the parent too, as shells do: whoever runs first wins."""
     try:
         os.setpgid(pid, group)
     except PermissionError:
         pass  # EACCES: the child already ran execve, after setting its group itself
-
-
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as comm:
-            return comm.read().strip()
-    except FileNotFoundError:
-        return ""
 
 
 def _outcome(pid: int, deadline: float) -> str:
@@ -121,7 +100,7 @@ def _session(report: Pipe, gate: Gate, slave: int, setup: _Setup) -> int:
     os.tcsetpgrp(slave, first)
     deadline = time.monotonic() + 2.0
     expect = [second, background] if reader_first else [first, second, background]
-    while any(_comm(p) != "sleep" for p in expect) and time.monotonic() < deadline:
+    while any(comm(p) != "sleep" for p in expect) and time.monotonic() < deadline:
         time.sleep(0.002)
     if reader is not None:
         reader.recv(2.0)  # it is about to read
@@ -241,15 +220,6 @@ def tty_ctrl_z(lab: Lab) -> Verdict:
     )
 
 
-def _plain_core_pattern() -> bool:
-    try:
-        with open("/proc/sys/kernel/core_pattern") as pattern:
-            text = pattern.read().strip()
-    except OSError:
-        return False
-    return bool(text) and not text.startswith(("|", "/"))
-
-
 @experiment(
     "tty-ctrl-backslash",
     "004",
@@ -259,18 +229,18 @@ def tty_ctrl_backslash(lab: Lab) -> Verdict:
     """Type 0x1c; the members may dump core into a temporary directory."""
     core_dir = tempfile.mkdtemp(prefix="undertaker-lab-core-")
     try:
-        seen = _type_key(lab, b"\x1c", core_dir=core_dir if _plain_core_pattern() else None)
-        cores = [f for d in os.listdir(core_dir) for f in os.listdir(os.path.join(core_dir, d))]
+        seen = _type_key(lab, b"\x1c", core_dir=core_dir if cores_stay_local() else None)
+        cores = count_cores(core_dir)
     finally:
         shutil.rmtree(core_dir, ignore_errors=True)
     _report(lab, b"\x1c", seen)
-    lab.say(f"core files written: {len(cores)} (then deleted)")
-    lab.record(**seen, core_files=len(cores))
+    lab.say(f"core files written: {cores} (then deleted)")
+    lab.record(**seen, core_files=cores)
     quit_ = all(s.startswith("killed by SIGQUIT") for s in seen["foreground"])
     if not quit_ or seen["background"] != "running":
         return Verdict(REFUTED, f"the foreground group got {seen['foreground']}")
     return decide(
-        all(s.endswith("(core dumped)") for s in seen["foreground"]) and len(cores) == 2,
+        all(s.endswith("(core dumped)") for s in seen["foreground"]) and cores == 2,
         Verdict(
             CONFIRMED,
             "both foreground processes were killed by SIGQUIT and each dumped "

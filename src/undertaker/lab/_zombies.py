@@ -220,7 +220,9 @@ def orphan_adopter(lab: Lab) -> Verdict:
     lab.until(lambda: [r["ppid"] for r in lab.rows([plain, lost])] == [lab.adopter, keeper], 1.0)
     rows = lab.ps("after their parents exited", [founder, plain, keeper, lost])
     to_init, to_keeper = rows[1]["ppid"], rows[3]["ppid"]
-    lab.say(f"the orphan with no subreaper above it went to PID {to_init} ({lab.adopter_name})")
+    lab.say(
+        f"the orphan with no subreaper below the lab went to PID {to_init} ({lab.adopter_name})"
+    )
     lab.say(f"the orphan below subreaper {keeper} went to PID {to_keeper}")
     gate.release(3)
     lab.collect([plain, keeper])
