@@ -189,7 +189,7 @@ def _eintr_trial(libc: Any, sig: int, *, restart: bool | None) -> dict[str, Any]
         signal.siginterrupt(sig, not restart)  # False sets SA_RESTART
     target = os.fork()
     if target == 0:
-        time.sleep(0.15)
+        time.sleep(0.3)  # long after the signal, even on a busy machine
         os._exit(0)
     me = os.getpid()
     sender = os.fork()
@@ -232,7 +232,7 @@ def _eintr_parent(report: Pipe) -> int:
     "wait fails with EINTR when the signal was not caught or not set",
 )
 def waitpid_eintr(lab: Lab) -> Verdict:
-    """A signal arrives 50 ms into a waitpid() for a child that ends at 150 ms."""
+    """A signal arrives 50 ms into a waitpid() for a child that ends at 300 ms."""
     report = Pipe()
     parent = lab.fork(_eintr_parent, report, name="waiter")
     trials = report.recv()
