@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 
 from tests.helpers import AS_NOBODY, cli
@@ -125,8 +126,6 @@ def test_a_failed_experiment_is_shown_as_such() -> None:
 
 def test_run_all_as_an_unprivileged_user() -> None:
     """As uid 65534: every experiment runs under a subreaper, none fails, nothing is left."""
-    import subprocess  # noqa: PLC0415
-
     done = subprocess.run(
         [*AS_NOBODY, sys.executable, "-m", "undertaker", "lab", "run", "--all", "--json"],
         capture_output=True,
@@ -144,3 +143,37 @@ def test_run_all_as_an_unprivileged_user() -> None:
     pid_limit = next(r for r in doc["experiments"] if r["id"] == "pid-exhaustion")
     assert pid_limit["data"]["limit"].startswith("RLIMIT_NPROC")
     assert pid_limit["status"] == "confirmed"
+
+
+_LEAKY = r"""
+import json, os, time
+import undertaker
+from undertaker.lab._core import Lab, children
+from undertaker.lab._sandbox import _sweep
+undertaker.become_subreaper()
+lab = Lab(namespace=False)
+sleeper = lab.fork(time.sleep, 30, name="leaked")
+def orphaner():
+    if os.fork() == 0:
+        time.sleep(30)
+    return 0
+middle = lab.fork(orphaner, name="orphaner")
+dead = lab.fork(lambda: 0, name="unreaped")
+lab.until(lambda: lab.state(dead) == "Z" and lab.state(middle) == "Z", 5)
+left = _sweep(lab)
+print(json.dumps({"left": left, "children_after": children()}))
+"""
+
+
+def test_sandbox_reports_and_clears_what_an_experiment_left() -> None:
+    """The sweep lists live processes, orphans and zombies left behind, then clears them."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LEAKY], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    names = sorted(row["comm"] for row in report["left"])
+    assert names == ["leaked", "orphaner", "orphaner", "unreaped"]
+    states = {row["comm"]: row["state"] for row in report["left"] if row["comm"] != "orphaner"}
+    assert states["unreaped"] == "Z"
+    assert report["children_after"] == []

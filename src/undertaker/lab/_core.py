@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from undertaker.census import kept_status
 from undertaker.proc import scan
 from undertaker.testing import proc_state, sleep_until
-from undertaker.wait import WaitStatus
+from undertaker.wait import WaitStatus, has_cap_sys_ptrace
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -152,7 +152,7 @@ class Lab:
         self.observed: list[str] = []
         self.data: dict[str, Any] = {}
         self.tables: list[dict[str, Any]] = []
-        self._privileged = self.root
+        self._privileged = has_cap_sys_ptrace()  # may read every zombie's exit status
 
     @property
     def adopter_name(self) -> str:
@@ -196,11 +196,8 @@ class Lab:
         return sleep_until(predicate, timeout)
 
     def wait_state(self, pid: int, letters: str, timeout: float = 5.0) -> bool:
-        """Wait until *pid* shows one of the state *letters* (``""`` = gone)."""
-        return sleep_until(
-            lambda: (self.state(pid) or "") in letters if letters else self.state(pid) is None,
-            timeout,
-        )
+        """Wait until *pid* shows one of the state *letters* (``"SR"``)."""
+        return sleep_until(lambda: (self.state(pid) or "?") in letters, timeout)
 
     def reap(self, pid: int, timeout: float = 5.0) -> WaitStatus:
         """Wait for our child *pid* to end (SIGKILL after *timeout*) and return its status."""
@@ -223,7 +220,7 @@ class Lab:
         deadline = time.monotonic() + timeout
         while not wanted <= found.keys():
             if time.monotonic() >= deadline:
-                for pid in wanted - found.keys():
+                for pid in (wanted - found.keys()) & set(children()):
                     os.kill(pid, 9)  # our unreaped child: its PID cannot be reused
                 deadline = float("inf")
             try:
@@ -286,15 +283,6 @@ class Lab:
         rows = self.rows(pids)
         self.tables.append({"label": label, "rows": rows})
         return rows
-
-    def cleanup_children(self) -> None:
-        """Kill and reap every child still here (for an experiment's ``finally``)."""
-        for pid in children():
-            try:
-                os.kill(pid, 9)  # our child, unreaped: its PID cannot be reused yet
-            except ProcessLookupError:
-                continue
-        self.reap_any()
 
 
 def set_comm(name: str) -> None:

@@ -144,20 +144,33 @@ def _sweep(lab: Lab) -> list[dict[str, Any]]:
         below = _descendants()
         if not below and not children():
             break
+        family = {os.getpid(), *below}
         for pid in below:
-            try:
-                fd = os.pidfd_open(pid)
-            except (ProcessLookupError, OSError):
-                continue
-            try:
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass  # already dead (a zombie): its parent or we reap it
-            finally:
-                os.close(fd)
+            _kill_if_ours(pid, family)
         time.sleep(0.01)
         lab.reap_any()
     return [row for row in left if row["state"] is not None]
+
+
+def _kill_if_ours(pid: int, family: set[int]) -> None:
+    """SIGKILL *pid* through a pidfd, if its parent is still one of *family*.
+
+    The pidfd pins the process; its parent, read after opening it, proves the
+    PID was not reaped and reused by a stranger between listing and opening.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return  # gone already
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+        if int(data[data.rfind(b")") + 2 :].split()[1]) in family:
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except (FileNotFoundError, ProcessLookupError):
+        pass  # it ended meanwhile: its parent, or we, reap it
+    finally:
+        os.close(fd)
 
 
 def main() -> None:
