@@ -39,7 +39,7 @@ def test_run_one_prints_claim_table_observation_and_verdict() -> None:
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "claim     kill -9 cannot remove a zombie" in out
-    assert "PID  PPID  S  EXIT" in out
+    assert "PID  PPID  PGID  S  EXIT" in out
     assert "exited 7  father  <defunct>" in out
     assert "observed  kill(" in out
     assert "verdict   CONFIRMED: " in out

@@ -36,23 +36,24 @@ def _mark(status: str, style: Style) -> str:
 
 def _process_table(rows: list[dict[str, Any]], style: Style) -> list[str]:
     """Rows as ``undertaker ps --all`` prints them; a process already gone says so."""
-    cells = [["PID", "PPID", "S", "EXIT", "COMM"]]
+    cells = [["PID", "PPID", "PGID", "S", "EXIT", "COMM"]]
     kinds = []
     for row in rows:
         if row["state"] is None:
-            cells.append([str(row["pid"]), "-", "-", "", "(gone)"])
+            cells.append([str(row["pid"]), "-", "-", "-", "", "(gone)"])
         else:
             cells.append(
                 [
                     str(row["pid"]),
                     str(row["ppid"]),
+                    str(row.get("pgid", "")),
                     row["state"],
                     row["exit"] or "",
                     printable(row["comm"]),
                 ]
             )
         kinds.append(row["state"])
-    lines = table(cells, right=frozenset({0, 1}))
+    lines = table(cells, right=frozenset({0, 1, 2}))
     out = [style.bold(lines[0])]
     for line, state in zip(lines[1:], kinds, strict=True):
         out.append(style.zombie(line + "  <defunct>") if state == "Z" else line)

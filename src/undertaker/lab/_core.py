@@ -257,7 +257,16 @@ class Lab:
         for pid in wanted:
             proc = snapshot.processes.get(pid)
             if proc is None:
-                rows.append({"pid": pid, "ppid": None, "state": None, "comm": None, "exit": None})
+                rows.append(
+                    {
+                        "pid": pid,
+                        "ppid": None,
+                        "pgid": None,
+                        "state": None,
+                        "comm": None,
+                        "exit": None,
+                    }
+                )
                 continue
             status = None
             if proc.is_zombie:
@@ -266,6 +275,7 @@ class Lab:
                 {
                     "pid": pid,
                     "ppid": proc.ppid,
+                    "pgid": proc.pgid,
                     "state": proc.state,
                     "comm": proc.comm,
                     "exit": None if status is None else str(status),

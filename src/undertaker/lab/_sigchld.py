@@ -25,7 +25,7 @@ from undertaker.wait import WaitStatus
 BURST = 8  # children that exit together
 
 
-def _burst_parent(report: Pipe, loop: bool, block: bool) -> int:
+def _burst_parent(report: Pipe, gate: Gate, loop: bool, block: bool) -> int:
     """Fork BURST children that exit together, with a handler reaping per signal or in a loop."""
     calls: list[int] = []
 
@@ -63,6 +63,7 @@ def _burst_parent(report: Pipe, loop: bool, block: bool) -> int:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
     time.sleep(0.05)  # the handler runs here, as often as the kernel delivered the signal
     report.send({"calls": len(calls), "zombies": len(zombie_children()), "pending": pending})
+    gate.wait()  # the lab takes its ps lines
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     while True:
         try:
@@ -87,9 +88,12 @@ def _sigchld_pending() -> bool:
 
 
 def _burst(lab: Lab, loop: bool, block: bool, label: str) -> dict[str, Any]:
-    report = Pipe()
-    parent = lab.fork(_burst_parent, report, loop, block, name="handler")
+    report, gate = Pipe(), Gate()
+    parent = lab.fork(_burst_parent, report, gate, loop, block, name="handler")
     seen = report.recv()
+    left = [row["pid"] for row in lab.children_rows(parent)]
+    lab.ps(f"{label}, after the handler ran", [parent, *left])
+    gate.release()
     lab.collect([parent])
     lab.say(
         f"{label}: {BURST} children exited, the handler ran {seen['calls']} "

@@ -40,7 +40,7 @@ def _child_in_group(gate: Gate, code: int, group: int | None) -> int:
     return code
 
 
-def _pid_forms_parent(report: Pipe) -> int:
+def _pid_forms_parent(report: Pipe, ready: Gate) -> int:
     """Children in our group and in two others; then each form of the pid argument."""
     os.setpgid(0, 0)
     gate, later = Gate(), Gate()
@@ -69,6 +69,8 @@ def _pid_forms_parent(report: Pipe) -> int:
     deadline = time.monotonic() + 2.0
     while len(zombie_children()) < len(plan) and time.monotonic() < deadline:
         time.sleep(0.002)
+    report.send({"kids": kids})
+    ready.wait()  # the lab takes its ps lines
     group = kids["leader"]
     calls = [
         ("waitpid(0, WNOHANG): any child in our group", _try_wait(0, os.WNOHANG)),
@@ -83,7 +85,7 @@ def _pid_forms_parent(report: Pipe) -> int:
         ("waitpid(-1, WNOHANG): any child", _try_wait(-1, os.WNOHANG)),
         ("waitpid(-1, WNOHANG) again", _try_wait(-1, os.WNOHANG)),
     ]
-    report.send({"kids": kids, "calls": calls})
+    report.send({"calls": calls})
     return 0
 
 
@@ -94,11 +96,17 @@ def _pid_forms_parent(report: Pipe) -> int:
 )
 def waitpid_pid(lab: Lab) -> Verdict:
     """Each form of the pid argument against children in two process groups."""
-    report = Pipe()
-    parent = lab.fork(_pid_forms_parent, report, name="waiter")
+    report, ready = Pipe(), Gate()
+    parent = lab.fork(_pid_forms_parent, report, ready, name="waiter")
+    kids = report.recv()["kids"]
+    lab.ps(
+        "before the waits: four zombies in three groups, one child running",
+        [parent, *kids.values()],
+    )
+    ready.release()
     seen = report.recv()
     lab.collect([parent])
-    kids, calls = seen["kids"], dict(seen["calls"])
+    calls = dict(seen["calls"])
     for call, result in seen["calls"]:
         lab.say(f"{call} -> {result}")
     results = list(calls.values())
