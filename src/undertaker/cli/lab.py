@@ -93,7 +93,6 @@ def _run(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     for exp in chosen:
         result = run_isolated(exp.id, namespace)
-        result["article"] = SEEDS[exp.seed]
         results.append(result)
         if not args.json:
             print(render_result(result, style) + "\n", flush=True)

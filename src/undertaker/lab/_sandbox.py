@@ -26,7 +26,7 @@ import traceback
 from typing import Any
 
 import undertaker
-from undertaker.lab._core import ERROR, SKIPPED, Lab, Skip, children
+from undertaker.lab._core import ERROR, SEEDS, SKIPPED, Lab, Skip, children
 from undertaker.lab._registry import find
 
 BUDGET = 20.0  # seconds an experiment may take before it is stopped (all take < 1 s)
@@ -96,6 +96,7 @@ def _failure(exp_id: str, namespace: bool, why: str, stderr: str, started: float
         "id": exp_id,
         "claim": exp.claim,
         "seed": exp.seed,
+        "article": SEEDS[exp.seed],
         "isolation": "pid-namespace" if namespace else "subreaper",
         "status": ERROR,
         "why": why,
@@ -202,6 +203,7 @@ def main() -> None:
         "id": exp.id,
         "claim": exp.claim,
         "seed": exp.seed,
+        "article": SEEDS[exp.seed],
         "isolation": "pid-namespace" if namespace else "subreaper",
         "status": status,
         "why": why,
