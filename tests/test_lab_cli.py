@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from tests.helpers import AS_NOBODY, cli
 
 from undertaker.cli._lab_view import render_result
@@ -24,6 +25,7 @@ def test_list_shows_every_experiment_with_its_article() -> None:
         assert exp.claim in line
 
 
+@pytest.mark.smoke
 def test_list_json() -> None:
     """lab list --json: the versioned document, the same ids in the same order."""
     done = cli("lab", "list", "--json")
@@ -33,6 +35,7 @@ def test_list_json() -> None:
     assert all(e["article"] for e in doc["experiments"])
 
 
+@pytest.mark.smoke
 def test_run_one_prints_claim_table_observation_and_verdict() -> None:
     """lab run ID: the claim, the process-table lines, what was seen, the verdict."""
     done = cli("lab", "run", "kill9-zombie", "--color", "never")
