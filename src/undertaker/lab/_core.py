@@ -157,7 +157,7 @@ class Lab:
     @property
     def adopter_name(self) -> str:
         """How to call the process orphans go to, in observations."""
-        return "PID 1 (this namespace's init)" if self.namespace else "the lab (a subreaper)"
+        return "this namespace's init" if self.namespace else "the lab, a subreaper"
 
     def say(self, text: str) -> None:
         """Record one observation, a sentence a person reads."""
