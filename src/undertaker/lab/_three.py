@@ -99,7 +99,7 @@ def _run(lab: Lab, variant: str, watch: str = "") -> dict[str, Any]:
     done = next(m for m in messages if "parent" in m)
     exits = sorted((m for m in messages if "child" in m), key=lambda m: m["exit_at"])
     order = [m["pid"] for m in exits]
-    lab.say(f"the children exited in the order {order} (at 30, 100, 170 ms)")
+    lab.say(f"the children exited in the order {order} (each was to sleep 30, 100 or 170 ms)")
     return {
         "exit_order": order,
         "printed": done["printed"],
