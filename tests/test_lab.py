@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from undertaker.lab import EXPERIMENTS, run_isolated
+from undertaker.lab import EXPERIMENTS, SEEDS, run_isolated
 
 # experiment id -> the verdict the kernel of our machines gives
 EXPECTED = {
@@ -169,3 +169,13 @@ def test_experiment(exp_id: str) -> None:
 def test_every_experiment_has_an_expectation() -> None:
     """No experiment escapes the suite."""
     assert sorted(EXPECTED) == sorted(e.id for e in EXPERIMENTS)
+
+
+def test_registry_is_well_formed() -> None:
+    """Ids are unique, every experiment names a known article and a one-line claim."""
+    ids = [e.id for e in EXPERIMENTS]
+    assert len(ids) == len(set(ids))
+    for exp in EXPERIMENTS:
+        assert exp.seed in SEEDS
+        assert exp.claim
+        assert "\n" not in exp.claim
