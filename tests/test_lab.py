@@ -7,6 +7,10 @@ and that nothing was left behind.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -179,3 +183,30 @@ def test_registry_is_well_formed() -> None:
         assert exp.seed in SEEDS
         assert exp.claim
         assert "\n" not in exp.claim
+
+
+_NO_CGROUP = r"""
+import json
+import undertaker
+from undertaker.lab import _cost
+from undertaker.lab._core import Lab
+undertaker.become_subreaper()
+_cost._pids_cgroup_root = lambda: None  # a machine without a pids cgroup to make
+lab = Lab(namespace=False)
+verdict = _cost.pid_exhaustion.run(lab)
+print(json.dumps({"verdict": verdict.verdict, "data": lab.data}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root fallback needs root")
+def test_pid_exhaustion_without_a_pids_cgroup_uses_a_fresh_uid() -> None:
+    """As root with no pids cgroup: RLIMIT_NPROC under an unused uid, same verdict."""
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_CGROUP], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["verdict"] == "confirmed"
+    assert result["data"]["limit"].startswith("RLIMIT_NPROC 13 as unused uid")
+    assert result["data"]["zombies"] == 12  # 13 tasks allowed, the filler one of them
+    assert result["data"]["fork_after_reaping"]

@@ -13,7 +13,6 @@ from undertaker.lab._core import (
     Gate,
     Lab,
     Pipe,
-    Skip,
     Verdict,
     decide,
     experiment,
@@ -198,6 +197,7 @@ def _tasks() -> int:
 
 
 LIMIT = 12  # tasks the pids cgroup (or RLIMIT_NPROC margin) allows
+_FRESH_UID_BASE = 2_000_000_000  # uids no account uses: RLIMIT_NPROC then counts only ours
 
 
 def _pids_cgroup_root() -> str | None:
@@ -218,12 +218,22 @@ def _write(path: str, text: str) -> None:
         control.write(text)
 
 
-def _fill(report: Pipe, gate: Gate, limit_nproc: int | None) -> int:
-    """Fork zombies until fork fails; then reap them and fork again."""
+def _fill(report: Pipe, gate: Gate, rlimit: str) -> int:
+    """Fork zombies until fork fails; then reap them and fork again.
+
+    *rlimit*: ``""`` (a cgroup limits us), ``"own"`` (RLIMIT_NPROC over our
+    uid's tasks) or a uid to become first, one no process uses.
+    """
     import resource  # noqa: PLC0415  (only this experiment needs it)
 
-    if limit_nproc is not None:
-        resource.setrlimit(resource.RLIMIT_NPROC, (limit_nproc, limit_nproc))
+    if rlimit.isdigit():  # root: RLIMIT_NPROC does not bind us, so become a fresh uid
+        os.setgroups([])
+        os.setgid(int(rlimit))
+        os.setuid(int(rlimit))
+    if rlimit:
+        limit = _own_tasks() + LIMIT
+        resource.setrlimit(resource.RLIMIT_NPROC, (limit, limit))
+        report.send({"nproc": limit})
     gate.wait()  # the lab has moved us into the cgroup
     zombies: list[int] = []
     error = None
@@ -277,26 +287,24 @@ def pid_exhaustion(lab: Lab) -> Verdict:
     """Fill a small limit with zombies (a pids cgroup as root, else RLIMIT_NPROC)."""
     root = _pids_cgroup_root() if lab.root else None
     report, gate = Pipe(), Gate()
+    group = None
     if root is not None:
         group = os.path.join(root, f"undertaker-lab-{os.getpid()}-{time.monotonic_ns()}")
         os.mkdir(group)
-        limit_nproc = None
-        where = f"a pids cgroup with pids.max {LIMIT}"
-    elif not lab.root:
-        group = None
-        limit_nproc = _own_tasks() + LIMIT
-        where = f"RLIMIT_NPROC {limit_nproc} (our uid's tasks + {LIMIT})"
+        rlimit, where = "", f"a pids cgroup with pids.max {LIMIT}"
+    elif lab.root:  # no pids cgroup to make: a uid of our own, never used by anyone
+        rlimit = str(_FRESH_UID_BASE + time.monotonic_ns() % 100_000)
+        where = f"RLIMIT_NPROC as unused uid {rlimit} (its tasks + {LIMIT})"
     else:
-        raise Skip(
-            "needs a pids cgroup (cgroup v1 pids, or v2 with pids enabled) as root, "
-            "or a non-root uid for RLIMIT_NPROC"
-        )
+        rlimit, where = "own", f"RLIMIT_NPROC (our uid's tasks + {LIMIT})"
     try:
         if group is not None:
             _write(os.path.join(group, "pids.max"), str(LIMIT))
-        filler = lab.fork(_fill, report, gate, limit_nproc, name="filler")
+        filler = lab.fork(_fill, report, gate, rlimit, name="filler")
         if group is not None:
             _write(os.path.join(group, "cgroup.procs"), str(filler))
+        else:
+            where = where.replace("RLIMIT_NPROC", f"RLIMIT_NPROC {report.recv()['nproc']}", 1)
         gate.release()
         seen = report.recv()
         lab.until(lambda: all(lab.state(p) == "Z" for p in seen["zombies"]), 1.0)
