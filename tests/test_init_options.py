@@ -297,4 +297,5 @@ def test_run_is_light() -> None:
     assert "undertaker.init._supervise" in modules
     heavy = {"json", "dataclasses", "undertaker.census", "undertaker.proc", "undertaker.cli.ps"}
     heavy |= {"termios", "tty", "socket", "undertaker.cli.top", "undertaker.proc._table"}
+    heavy |= {"prometheus_client", "undertaker.exporter"}
     assert not heavy & modules

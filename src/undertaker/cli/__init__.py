@@ -37,6 +37,9 @@ SUBCOMMANDS = {
     "doctor": "doctor",
     "run": "run",
     "reap": "reap",
+    "exporter": "exporter",
+    "fleet": "fleet",
+    "lab": "lab",
 }
 
 EXIT_PIPE_CLOSED = 128 + 13  # what a shell reports for a process killed by SIGPIPE

@@ -12,3 +12,5 @@ EXIT_PARENT_GONE = 6  # the parent exited or was replaced before we acted
 EXIT_ZOMBIE_LEADER = 7  # a live zombie leader: not reapable
 EXIT_PARENT_REFUSED = 8  # the parent may not be touched (traced, protected, PID 1, D)
 EXIT_REMAINING = 9  # the methods allowed ran, and zombies remain
+
+EXIT_MISSING_EXTRA = 10  # an optional dependency is not installed (exporter: prometheus_client)

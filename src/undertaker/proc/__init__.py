@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from undertaker.proc._held import HeldStatFiles
 from undertaker.proc._read import (
     ExitClock,
     ZombieReader,
@@ -33,6 +34,7 @@ __all__ = [
     "EventCounts",
     "EventTable",
     "ExitClock",
+    "HeldStatFiles",
     "Process",
     "Snapshot",
     "StatFields",

@@ -33,6 +33,7 @@ from undertaker.proc._system import boot_time, cgroup_pids, clock_ticks, hidepid
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from undertaker.proc._held import HeldStatFiles
     from undertaker.proc._split import Table
 
 _STAT_READ = 2048  # a stat line is ~350 bytes plus the name; re-read if it fills this
@@ -201,7 +202,13 @@ class Snapshot:
         return self._by_parent.get(pid, [])
 
 
-def scan(root: str = "/proc", *, owners: bool = True, split: bool = False) -> Snapshot:
+def scan(
+    root: str = "/proc",
+    *,
+    owners: bool = True,
+    split: bool = False,
+    held: HeldStatFiles | None = None,
+) -> Snapshot:
     """Read the whole process table once.
 
     Processes that exit while the scan runs are skipped and counted in
@@ -215,9 +222,13 @@ def scan(root: str = "/proc", *, owners: bool = True, split: bool = False) -> Sn
             that neither filter nor print by user.
         split: let a forked helper read half of a large table on a second
             CPU (see :mod:`undertaker.proc._split`). Taken only when this
-            process runs a single thread and has another CPU; the records are
-            the same either way. For short-lived commands: a long-running
-            program with a large heap pays more for the fork.
+            process runs a single thread and has another CPU, and without
+            *held*; the records are the same either way. For short-lived
+            commands: a long-running program with a large heap pays more for
+            the fork.
+        held: stat files kept open from earlier scans of the same *root*
+            (re-read in place, new ones added): for callers that scan
+            repeatedly, such as the exporter. None opens and closes each.
 
     Returns:
         An immutable snapshot.
@@ -226,6 +237,8 @@ def scan(root: str = "/proc", *, owners: bool = True, split: bool = False) -> Sn
         ProcUnavailable: the root cannot be listed, or is not a procfs.
     """
     root = root.rstrip("/") or "/"
+    if held is not None and held.root != root:
+        raise ValueError(f"stat files held for {held.root}, not {root}")
     taken_at, monotonic = time.time(), time.monotonic()
     try:
         names = os.listdir(root)
@@ -240,15 +253,17 @@ def scan(root: str = "/proc", *, owners: bool = True, split: bool = False) -> Sn
         raise ProcUnavailable(root, f"not a procfs (no btime line in {root}/stat)") from None
 
     def read(some: list[str]) -> Table:
-        return _read_table(some, dir_fd, boot, owners)
+        return _read_table(some, dir_fd, boot, owners, held)
 
     try:
-        if split and worth_splitting(len(names)):
+        if split and held is None and worth_splitting(len(names)):
             processes, keys, unreadable, vanished = read_split(names, read, _add_plain)
         else:
             processes, keys, unreadable, vanished = read(names)
     finally:
         os.close(dir_fd)
+    if held is not None:
+        held.prune(names)
     return Snapshot(
         root=root,
         processes=processes,
@@ -281,6 +296,8 @@ def _read_table(
     dir_fd: int,
     boot: float,
     owners: bool,
+    held: HeldStatFiles | None = None,
+    *,
     skipped: list[str] | None = None,
 ) -> Table:
     """Read the ``stat`` of each PID in *names*; *skipped* collects the unreadable ones."""
@@ -289,19 +306,29 @@ def _read_table(
     processes: dict[int, Process] = {}
     keys: dict[int, ZombieKey] = {}
     unreadable = vanished = 0
-    stat, open_, read, close, flags = os.stat, os.open, os.read, os.close, os.O_RDONLY
+    stat, open_, pread, close = os.stat, os.open, os.pread, os.close
+    flags = os.O_RDONLY | os.O_CLOEXEC  # a held file must not leak into children
     fstat = os.fstat
+    fds: dict[str, int] = held.fds if held is not None else {}
+    room = held.capacity - len(fds) if held is not None else 0
     new = tuple.__new__  # Process(...) without the Python-level __new__ of a NamedTuple
     for name in names:
         if not (name.isdigit() and name.isascii()):
             continue
         try:
             uid = stat(name, dir_fd=dir_fd).st_uid if owners else None
-            fd = open_(name + "/stat", flags, dir_fd=dir_fd)
+            fd = fds.get(name, -1)
+            keep = fd >= 0
+            if not keep:
+                fd = open_(name + "/stat", flags, dir_fd=dir_fd)
+                if room > 0:
+                    fds[name] = fd
+                    room -= 1
+                    keep = True
             try:
-                data = read(fd, _STAT_READ)
+                data = pread(fd, _STAT_READ, 0)
                 while len(data) % _STAT_READ == 0 and data:
-                    more = read(fd, _STAT_READ)
+                    more = pread(fd, _STAT_READ, len(data))
                     if not more:
                         break
                     data += more
@@ -311,9 +338,15 @@ def _read_table(
                 # surely this process's, it lets ZombieReader skip re-reading.
                 inode = fstat(fd).st_ino if data[rpar + 2 : rpar + 3] == b"Z" else 0
             finally:
-                close(fd)
+                if not keep:
+                    close(fd)
         except (FileNotFoundError, ProcessLookupError):
-            vanished += 1  # exited between listdir and here: normal, not an error
+            # Exited between listdir and here: normal, not an error. A held file
+            # of a reaped process fails so even if its PID was reused since: the
+            # new process is read, from a fresh file, on the next scan.
+            if held is not None:
+                held.drop(name)
+            vanished += 1
             continue
         except OSError:
             unreadable += 1  # EACCES under hidepid

@@ -1,0 +1,212 @@
+"""undertaker lab: every experiment runs for real, isolated, and reaches its verdict.
+
+Each experiment is run once in its sandbox (a private PID namespace as root),
+and the test checks the verdict and the observations it was computed from,
+and that nothing was left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from undertaker.lab import EXPERIMENTS, SEEDS, run_isolated
+
+# experiment id -> the verdict the kernel of our machines gives
+EXPECTED = {
+    "mp-unjoined": "confirmed",
+    "kill9-zombie": "confirmed",
+    "kill-parent": "confirmed",
+    "parent-exited-zombie": "refuted",
+    "orphan-adopter": "depends",
+    "double-fork": "confirmed",
+    "no-reboot": "refuted",
+    "handler-once": "refuted",
+    "handler-loop": "confirmed",
+    "handler-article": "depends",
+    "sigign-no-zombies": "confirmed",
+    "sigign-handover": "refuted",
+    "sigign-late": "depends",
+    "waitpid-pid": "confirmed",
+    "waitpid-echild": "confirmed",
+    "waitpid-eintr": "refuted",
+    "wnohang-poll": "confirmed",
+    "status-macros": "confirmed",
+    "stop-continue": "confirmed",
+    "waitpid-options": "refuted",
+    "three-wait-loop": "confirmed",
+    "three-wait-drain": "confirmed",
+    "three-wait-once": "confirmed",
+    "three-wait-twice": "confirmed",
+    "three-sig-ign": "confirmed",
+    "three-no-wait": "confirmed",
+    "tty-ctrl-c": "confirmed",
+    "tty-ctrl-z": "confirmed",
+    "tty-ctrl-backslash": "confirmed",
+    "tty-ctrl-d": "confirmed",
+    "echo-server-reap": "depends",
+    "echo-server-no-reap": "confirmed",
+    "zombie-memory": "refuted",
+    "zombie-cost": "confirmed",
+    "pid-exhaustion": "confirmed",
+    "ps-states": "depends",
+    "pdeathsig": "confirmed",
+    "pdeathsig-thread": "depends",
+}
+
+
+def _key_observations(result: dict[str, Any]) -> None:
+    """The observations each verdict rests on."""
+    data = result["data"]
+    checks = {
+        "mp-unjoined": lambda: data["son_state"] == "Z" and data["joined_exitcode"] == 0,
+        "kill9-zombie": lambda: (
+            data["state_after"] == "Z" and data["exit_before"] == data["exit_after"] == "exited 7"
+        ),
+        "kill-parent": lambda: (
+            data["adopted"] and sorted(data["statuses"].values()) == ["exited 3", "exited 7"]
+        ),
+        "parent-exited-zombie": lambda: data["orphan_reaped"] and data["live_parent_child"] == "Z",
+        "orphan-adopter": lambda: (
+            data["orphan_under_subreaper_ppid"] == data["subreaper"]
+            and data["plain_orphan_ppid"] == 1
+        ),
+        "double-fork": lambda: data["grandchild_ppid"] == 1 and data["parent_zombies"] == 0,
+        "no-reboot": lambda: data["zombies_gone"] and data["parent_alive"],
+        "handler-once": lambda: (
+            data["blocked"]["calls"] == 1 and data["blocked"]["zombies"] == data["burst"] - 1
+        ),
+        "handler-loop": lambda: (
+            data["blocked"]["calls"] == 1
+            and data["blocked"]["zombies"] == data["sleeping"]["zombies"] == 0
+        ),
+        "handler-article": lambda: data["reaped"] == 1 and data["zero"] > 0,
+        "sigign-no-zombies": lambda: "Z" not in data["states"] and data["wait"] == "ECHILD",
+        "sigign-handover": lambda: (
+            data["handed_to_adopter"] == [] and data["ppids"] == [data["parent"]]
+        ),
+        "sigign-late": lambda: data["state_after_ign"] == "Z" and "exited 4" in data["wait"],
+        "waitpid-pid": lambda: all(data["matches"]),
+        "waitpid-echild": lambda: list(data["calls"].values()).count("ECHILD") == 4,
+        "waitpid-eintr": lambda: (
+            data["caught"]["errno"] == "EINTR"
+            and data["ignored"]["returned"] > 0
+            and data["caught_restart"]["returned"] > 0
+        ),
+        "wnohang-poll": lambda: data["first"] == [0, 0] and data["reaped"],
+        "status-macros": lambda: (
+            [c["described"] for c in data["cases"]]
+            == [
+                "exited 5",
+                "exited 7",
+                "killed by SIGTERM",
+                "killed by SIGSEGV",
+                "killed by SIGSEGV (core dumped)",
+            ]
+            and data["core_files"] == 1
+        ),
+        "stop-continue": lambda: (
+            data["calls"]["SIGTSTP: waitpid(WUNTRACED)"] == "stopped by SIGTSTP"
+        ),
+        "waitpid-options": lambda: data["options"]["waitpid(WCONTINUED)"] == "accepted",
+        "three-wait-loop": lambda: data["printed"] == [*data["exit_order"], -1],
+        "three-wait-drain": lambda: data["parent_exit_after_last_child"],
+        "three-wait-once": lambda: len(data["adopted_by_adopter"]) == 2,
+        "three-wait-twice": lambda: data["printed"] == [data["exit_order"][1], -1],
+        "three-sig-ign": lambda: data["states"] == [None, None, None],
+        "three-no-wait": lambda: (
+            data["states"] == ["Z", "Z", "Z"] and len(data["adopted_by_adopter"]) == 3
+        ),
+        "tty-ctrl-c": lambda: (
+            data["default"]["foreground"] == ["killed by SIGINT"] * 2
+            and data["default"]["background"] == "running"
+            and data["raw"]["read"]["read"] == "\x03"
+        ),
+        "tty-ctrl-z": lambda: data["states"] == ["T", "T"],
+        "tty-ctrl-backslash": lambda: (
+            data["foreground"] == ["killed by SIGQUIT (core dumped)"] * 2
+            and data["core_files"] == 2
+        ),
+        "tty-ctrl-d": lambda: data["read"]["bytes"] == 0,
+        "echo-server-reap": lambda: (
+            (data["idle"], data["during_next"], data["after_next"]) == (data["clients"], 0, 1)
+        ),
+        "echo-server-no-reap": lambda: data["after_next"] == data["clients"] + 1,
+        "zombie-memory": lambda: (
+            data["zombie_rss_kb"] is None
+            and data["zombie_statm"] == [0] * 7
+            and data["alive_rss_kb"] > 128 * 1024
+        ),
+        "zombie-cost": lambda: (
+            data["zombies_holding_pids"] == data["zombies"]
+            and "task_struct" in data["per_zombie"]["caches"]
+        ),
+        "pid-exhaustion": lambda: (
+            data["zombies"] == 11 and data["pids_current"] == 12 and data["fork_after_reaping"]
+        ),
+        "ps-states": lambda: (
+            data["states"] == {"R": "R", "S": "S", "T": "T", "t": "t", "Z": "Z", "D": "D"}
+        ),
+        "pdeathsig": lambda: data["child_status"] == "killed by SIGHUP",
+        "pdeathsig-thread": lambda: (
+            data["child_status"] == "killed by SIGHUP" and data["parent_alive"]
+        ),
+    }
+    assert checks[result["id"]](), result
+
+
+@pytest.mark.parametrize("exp_id", [e.id for e in EXPERIMENTS])
+def test_experiment(exp_id: str) -> None:
+    """The experiment reaches the expected verdict, from its observations, leaving nothing."""
+    result = run_isolated(exp_id)
+    assert EXPECTED[exp_id] == result["status"], result
+    assert result["left_behind"] == []
+    assert result["observed"]
+    _key_observations(result)
+
+
+def test_every_experiment_has_an_expectation() -> None:
+    """No experiment escapes the suite."""
+    assert sorted(EXPECTED) == sorted(e.id for e in EXPERIMENTS)
+
+
+def test_registry_is_well_formed() -> None:
+    """Ids are unique, every experiment names a known article and a one-line claim."""
+    ids = [e.id for e in EXPERIMENTS]
+    assert len(ids) == len(set(ids))
+    for exp in EXPERIMENTS:
+        assert exp.seed in SEEDS
+        assert exp.claim
+        assert "\n" not in exp.claim
+
+
+_NO_CGROUP = r"""
+import json
+import undertaker
+from undertaker.lab import _cost
+from undertaker.lab._core import Lab
+undertaker.become_subreaper()
+_cost._pids_cgroup_root = lambda: None  # a machine without a pids cgroup to make
+lab = Lab(namespace=False)
+verdict = _cost.pid_exhaustion.run(lab)
+print(json.dumps({"verdict": verdict.verdict, "data": lab.data}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root fallback needs root")
+def test_pid_exhaustion_without_a_pids_cgroup_uses_a_fresh_uid() -> None:
+    """As root with no pids cgroup: RLIMIT_NPROC under an unused uid, same verdict."""
+    done = subprocess.run(
+        [sys.executable, "-c", _NO_CGROUP], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["verdict"] == "confirmed"
+    assert result["data"]["limit"].startswith("RLIMIT_NPROC 13 as unused uid")
+    assert result["data"]["zombies"] == 12  # 13 tasks allowed, the filler one of them
+    assert result["data"]["fork_after_reaping"]
