@@ -204,3 +204,32 @@ def test_top_unsubscribes_when_signalled(tmp_path: Path, sig: signal.Signals) ->
     assert status == 0
     sent = [(int(who), int(op)) for who, op in _MESSAGE.findall(log.read_text())]
     assert sent == [(top, 1), (top, 2)]
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_exporter_unsubscribes_when_signalled(tmp_path: Path, sig: signal.Signals) -> None:
+    """undertaker exporter --events, ended by SIGTERM, SIGINT or SIGHUP, sends its IGNORE."""
+    pytest.importorskip("prometheus_client")
+    if os.geteuid() != 0 or not events_usable():
+        pytest.skip("needs root in the initial PID namespace and the proc connector")
+    log = tmp_path / "strace.log"
+    prefix = ["strace", "-f", "-qq", "-e", "trace=sendto", "-e", "signal=none", "-o", str(log)]
+    argv = [sys.executable, "-m", "undertaker", "exporter", "--events", "--listen", "127.0.0.1:0"]
+    proc = subprocess.Popen([*prefix, *argv], stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        assert "listening on" in proc.stderr.readline()
+        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as kids:
+            (exporter,) = map(int, kids.read().split())  # strace's one child
+        os.kill(exporter, sig)  # our grandchild, running: strace waits for it
+        status = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(30)
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert status == 0
+    sent = [(int(who), int(op)) for who, op in _MESSAGE.findall(log.read_text())]
+    assert sent == [(exporter, 1), (exporter, 2)]

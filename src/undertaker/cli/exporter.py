@@ -10,12 +10,31 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import sys
+from typing import TYPE_CHECKING
 
 from undertaker.cli._common import EXIT_ERROR, EXIT_OK, add_proc_option
 from undertaker.cli._exit import EXIT_MISSING_EXTRA
 
+if TYPE_CHECKING:
+    from undertaker.exporter import ZombieCollector
+
 DEFAULT_PORT = 9866
+DEFAULT_RESYNC = 60.0  # as EventTable's; not imported, to keep --help light
+
+
+def seconds_arg(text: str) -> float:
+    """Parse a number of seconds for ``--resync``: 1 to 86400."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 1 <= value <= 86400:
+        raise argparse.ArgumentTypeError(f"takes 1 <= SECONDS <= 86400, not {text!r}")
+    return value
+
+
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
 
 
@@ -67,6 +86,20 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="label at most N parents and N containers, the rest as 'other' (default 10)",
     )
     sub.add_argument("--once", action="store_true", help="print one scrape and exit")
+    sub.add_argument(
+        "--events",
+        action="store_true",
+        help="keep the table current from the kernel's process events instead of a scan "
+        "per scrape: cheaper scrapes, exact ages for zombies that die while it runs "
+        "(root in the initial PID namespace; elsewhere it says so and scans)",
+    )
+    sub.add_argument(
+        "--resync",
+        type=seconds_arg,
+        default=DEFAULT_RESYNC,
+        metavar="SECONDS",
+        help="with --events, reconcile with a full scan this often (default %(default)g)",
+    )
     add_proc_option(sub)
 
 
@@ -82,9 +115,7 @@ def _raise_open_file_limit() -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until stopped, or print one scrape with ``--once``."""
     try:
-        from prometheus_client.exposition import generate_latest  # noqa: PLC0415
-
-        from undertaker.exporter import ScanSource, ZombieCollector, make_registry, serve  # noqa: PLC0415
+        from undertaker.exporter import EventSource, ScanSource, ZombieCollector  # noqa: PLC0415
     except ImportError as err:
         print(
             f"undertaker exporter: error: {(err.name or 'prometheus_client').partition('.')[0]} "
@@ -95,8 +126,35 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_MISSING_EXTRA
     if not args.once:
         _raise_open_file_limit()  # room to hold every process's stat file between scrapes
-    # The plug-in point for other table sources (issue 11: the proc connector).
-    collector = ZombieCollector(ScanSource(args.proc, hold_files=not args.once), top=args.top)
+    source: EventSource | ScanSource
+    if args.events:
+        # Before subscribing: SIGTERM's or SIGHUP's default action would end us
+        # subscribed, and the kernel would generate events until reboot.
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, _stop)
+        source = EventSource(args.proc, resync=args.resync)
+        if source.fallback is not None:  # said once; the metrics say source="scan"
+            print(
+                f"undertaker exporter: note: --events: {source.fallback}; scanning each scrape",
+                file=sys.stderr,
+            )
+    else:
+        source = ScanSource(args.proc, hold_files=not args.once)
+    try:
+        return _serve_or_print(args, ZombieCollector(source, top=args.top))
+    finally:
+        source.close()  # with --events: unsubscribe, on every way out
+
+
+def _stop(_signum: int, _frame: object) -> None:
+    raise SystemExit(EXIT_OK)  # unwinds through the close of the source
+
+
+def _serve_or_print(args: argparse.Namespace, collector: ZombieCollector) -> int:
+    from prometheus_client.exposition import generate_latest  # noqa: PLC0415
+
+    from undertaker.exporter import make_registry, serve  # noqa: PLC0415
+
     if args.once:
         sys.stdout.write(generate_latest(make_registry(collector)).decode())
         if collector.last_error is not None:
