@@ -12,7 +12,7 @@ import os
 import re
 import time
 
-from helpers import cli, cli_json, needs_events
+from helpers import cli, cli_json, fork_zombie, needs_events
 from undertaker.census import take_census
 from undertaker.cli._coverage import assess
 from undertaker.cli._ps_json import census_json
@@ -46,14 +46,7 @@ def test_ps_marks_scan_ages_as_estimates() -> None:
 def test_event_snapshot_ages_are_exact_in_ps_and_why() -> None:
     """Fed an EventTable snapshot, ps and why print the kernel's exit time, unmarked."""
     with EventTable(resync=1e9) as table:
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.write(write_end, repr(time.time()).encode())
-            os._exit(4)
-        os.close(write_end)
-        died = float(os.read(read_end, 64))
-        os.close(read_end)
+        pid, died = fork_zombie(4)
         try:
             assert sleep_until(lambda: pid in table.snapshot().exit_times)
             snap = table.snapshot()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import needs_events, needs_namespace, run_in_namespace
+from helpers import fork_zombie, needs_events, needs_namespace, run_in_namespace
 from undertaker.census import take_census
 from undertaker.proc import EventTable, Snapshot, scan
 from undertaker.testing import sleep_until
@@ -37,15 +37,8 @@ def table() -> Iterator[EventTable]:
 
 
 def _fork_zombie(code: int = 0) -> tuple[int, float]:
-    """Fork a child that exits with *code*; return its PID and when it called _exit."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.write(write_end, repr(time.time()).encode())
-        os._exit(code)
-    os.close(write_end)
-    died = float(os.read(read_end, 64))
-    os.close(read_end)
+    """Fork a zombie (helpers.fork_zombie) and wait until /proc shows it Z."""
+    pid, died = fork_zombie(code)
     assert sleep_until(lambda: _state(pid) == "Z")
     return pid, died
 

@@ -177,23 +177,43 @@ def test_every_listen_is_matched_by_an_ignore(tmp_path: Path, mode: str) -> None
     assert sent == [(pid, 1), (pid, 2)], trace[-3000:]
 
 
+_SERVERS = {
+    # name -> (arguments of undertaker, the line that says it is subscribed and running)
+    "top": (["top", "-n", "10000", "--interval", "0.1"], "q: quit"),
+    "exporter": (["exporter", "--events", "--listen", "127.0.0.1:0"], "listening on"),
+}
+
+
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_top_unsubscribes_when_signalled(tmp_path: Path, sig: signal.Signals) -> None:
-    """undertaker top, ended by SIGTERM, SIGINT or SIGHUP, sends its IGNORE first."""
+@pytest.mark.parametrize("command", sorted(_SERVERS))
+def test_long_runners_unsubscribe_when_signalled(
+    tmp_path: Path, command: str, sig: signal.Signals
+) -> None:
+    """top and exporter --events, ended by SIGTERM, SIGINT or SIGHUP, send their IGNORE."""
+    if command == "exporter":
+        pytest.importorskip("prometheus_client")
     if os.geteuid() != 0 or not events_usable():
         pytest.skip("needs root in the initial PID namespace and the proc connector")
+    args, ready = _SERVERS[command]
     log = tmp_path / "strace.log"
     prefix = ["strace", "-f", "-qq", "-e", "trace=sendto", "-e", "signal=none", "-o", str(log)]
-    argv = [sys.executable, "-m", "undertaker", "top", "-n", "10000", "--interval", "0.1"]
-    proc = subprocess.Popen([*prefix, *argv], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*prefix, sys.executable, "-m", "undertaker", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
-        while "q: quit" not in proc.stdout.readline():
-            pass  # the first frame: subscribed and drawing
+        for line in proc.stdout:  # until it says it is subscribed and running
+            if ready in line:
+                break
+        else:
+            pytest.fail(f"{command} ended before it was running")
         with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as kids:
-            (top,) = map(int, kids.read().split())  # strace's one child: top
-        os.kill(top, sig)  # our grandchild, running: strace waits for it
+            (runner,) = map(int, kids.read().split())  # strace's one child
+        os.kill(runner, sig)  # our grandchild, running: strace waits for it
         status = proc.wait(30)
     finally:
         if proc.poll() is None:
@@ -203,33 +223,4 @@ def test_top_unsubscribes_when_signalled(tmp_path: Path, sig: signal.Signals) ->
         proc.stdout.close()
     assert status == 0
     sent = [(int(who), int(op)) for who, op in _MESSAGE.findall(log.read_text())]
-    assert sent == [(top, 1), (top, 2)]
-
-
-@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_exporter_unsubscribes_when_signalled(tmp_path: Path, sig: signal.Signals) -> None:
-    """undertaker exporter --events, ended by SIGTERM, SIGINT or SIGHUP, sends its IGNORE."""
-    pytest.importorskip("prometheus_client")
-    if os.geteuid() != 0 or not events_usable():
-        pytest.skip("needs root in the initial PID namespace and the proc connector")
-    log = tmp_path / "strace.log"
-    prefix = ["strace", "-f", "-qq", "-e", "trace=sendto", "-e", "signal=none", "-o", str(log)]
-    argv = [sys.executable, "-m", "undertaker", "exporter", "--events", "--listen", "127.0.0.1:0"]
-    proc = subprocess.Popen([*prefix, *argv], stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stderr is not None
-        assert "listening on" in proc.stderr.readline()
-        with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as kids:
-            (exporter,) = map(int, kids.read().split())  # strace's one child
-        os.kill(exporter, sig)  # our grandchild, running: strace waits for it
-        status = proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(30)
-        assert proc.stderr is not None
-        proc.stderr.close()
-    assert status == 0
-    sent = [(int(who), int(op)) for who, op in _MESSAGE.findall(log.read_text())]
-    assert sent == [(exporter, 1), (exporter, 2)]
+    assert sent == [(runner, 1), (runner, 2)]

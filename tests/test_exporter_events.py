@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from exporter_helpers import parse_exposition
-from helpers import UNDERTAKER, needs_events, needs_namespace, run_in_namespace
+from helpers import UNDERTAKER, fork_zombie, needs_events, needs_namespace, run_in_namespace
 from undertaker.testing import sleep_until
 
 pytest.importorskip("prometheus_client")
@@ -64,14 +64,7 @@ def _duration(text: str) -> float:
 @needs_events
 def test_scrape_reports_events_and_an_exact_age(server: str) -> None:
     """A zombie dying while the exporter runs: source events, its age exact to 50 ms."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.write(write_end, repr(time.time()).encode())
-        os._exit(9)
-    os.close(write_end)
-    died = float(os.read(read_end, 64))
-    os.close(read_end)
+    pid, died = fork_zombie(9)
     try:
         me = re.escape(str(os.getpid()))
         row = re.compile(

@@ -14,28 +14,15 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from undertaker.cli._common import EXIT_ERROR, EXIT_OK, add_proc_option
+from undertaker.cli._common import EXIT_ERROR, EXIT_OK, add_proc_option, seconds_between
 from undertaker.cli._exit import EXIT_MISSING_EXTRA
 
 if TYPE_CHECKING:
     from undertaker.exporter import ZombieCollector
 
 DEFAULT_PORT = 9866
-DEFAULT_RESYNC = 60.0  # as EventTable's; not imported, to keep --help light
-
-
-def seconds_arg(text: str) -> float:
-    """Parse a number of seconds for ``--resync``: 1 to 86400."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 1 <= value <= 86400:
-        raise argparse.ArgumentTypeError(f"takes 1 <= SECONDS <= 86400, not {text!r}")
-    return value
-
-
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+DEFAULT_RESYNC = 60.0  # as EventTable's; not imported, to keep --help light
 
 
 def listen_arg(text: str) -> tuple[str, int]:
@@ -95,7 +82,7 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     sub.add_argument(
         "--resync",
-        type=seconds_arg,
+        type=seconds_between(1, 86400),
         default=DEFAULT_RESYNC,
         metavar="SECONDS",
         help="with --events, reconcile with a full scan this often (default %(default)g)",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from undertaker._errors import UndertakerError
 from undertaker.census import take_census
-from undertaker.cli._common import EXIT_OK, add_color_option, add_proc_option
+from undertaker.cli._common import EXIT_OK, add_color_option, add_proc_option, seconds_between
 from undertaker.cli._coverage import assess
 from undertaker.cli._style import Style, duration, use_color
 from undertaker.cli._top_view import baseline, render_frame
@@ -42,18 +42,6 @@ if TYPE_CHECKING:
 _ENTER = "\033[?1049h\033[?25l"  # alternate screen, cursor hidden
 _LEAVE = "\033[?25h\033[?1049l"
 _HOME = "\033[H\033[2J"  # cursor home, clear the screen
-
-
-def _interval(text: str) -> float:
-    import argparse  # noqa: PLC0415  (only for the error type)
-
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0.05 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"takes 0.05 <= SECONDS <= 3600, not {text!r}")
-    return value
 
 
 def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -73,7 +61,7 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     top.add_argument(
         "--interval",
         "-d",
-        type=_interval,
+        type=seconds_between(0.05, 3600),
         default=2.0,
         metavar="SECONDS",
         help="seconds between refreshes (default 2)",
@@ -92,7 +80,7 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     top.add_argument(
         "--resync",
-        type=_interval,
+        type=seconds_between(1, 86400),
         default=DEFAULT_RESYNC,
         metavar="SECONDS",
         help="with events, reconcile with a full scan this often (default %(default)g)",
