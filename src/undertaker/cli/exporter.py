@@ -51,7 +51,8 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="serve zombie metrics to Prometheus (read-only HTTP: /metrics, /, /healthz)",
         description="Serve Prometheus metrics about zombies: counts by parent and "
         "container, zombie leaders, processes by state, PID and thread pressure, the "
-        "oldest zombie's age. One scan of /proc per scrape. Read-only: no action is "
+        "oldest zombie's age. One scan of /proc per scrape, or with --events a table "
+        "kept current from the kernel's process events (exact ages). Read-only: no action is "
         "reachable over HTTP. Needs the undertaker[exporter] extra (prometheus_client).",
         epilog=f"Default address {DEFAULT_LISTEN} (loopback). Metrics: docs/exporter.md. "
         "Exit status: 0 stopped by SIGTERM/SIGINT or --once done, 2 error (bad input, "
