@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import signal
 import sys
 import time
@@ -43,6 +44,17 @@ def _children() -> set[int]:
     return found
 
 
+def _end(pidfd: int) -> None:
+    """SIGINT first (a Python process then runs its finalizers), SIGKILL if still there.
+
+    A leaked process subscribed to process events and killed outright leaves
+    the kernel generating events for every fork and exit until reboot.
+    """
+    signal.pidfd_send_signal(pidfd, signal.SIGINT)
+    if not select.select([pidfd], [], [], 1.0)[0]:  # readable once it has exited
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+
+
 def _sweep(grace: float) -> list[str]:
     """Give owners *grace* seconds to reap, then kill and reap what is left."""
     deadline = time.monotonic() + grace
@@ -61,7 +73,7 @@ def _sweep(grace: float) -> list[str]:
             with open(f"/proc/{pid}/comm") as comm:
                 argv = argv or f"[{comm.read().strip()}]"  # a zombie has no command line
             if state != "Z":
-                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                _end(pidfd)
             os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
         except (ProcessLookupError, ChildProcessError, FileNotFoundError):
             argv = "?"  # its owner reaped it after all

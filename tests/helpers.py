@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +112,37 @@ def run_hidden_as_nobody(commands: dict[str, list[str]]) -> dict[str, list[Any]]
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+@functools.cache
+def events_usable() -> bool:
+    """Whether an EventTable follows the kernel's events here (root, initial PID namespace)."""
+    from undertaker.proc import EventTable  # noqa: PLC0415  (loads socket: only when asked)
+
+    if os.geteuid() != 0:
+        return False
+    with EventTable() as table:
+        return table.source == "events"
+
+
+needs_events = pytest.mark.skipif(
+    not events_usable(),
+    reason="needs root in the initial PID namespace and the proc connector",
+)
+
+
+def fork_zombie(code: int = 0) -> tuple[int, float]:
+    """Fork a child that exits with *code* and stays a zombie; return its PID and death time.
+
+    The time is the child's own ``time.time()`` just before ``_exit``: its
+    real exit follows within a fraction of a millisecond. The caller reaps it.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write_end, repr(time.time()).encode())
+        os._exit(code)
+    os.close(write_end)
+    died = float(os.read(read_end, 64))
+    os.close(read_end)
+    return pid, died

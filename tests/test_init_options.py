@@ -296,5 +296,6 @@ def test_run_is_light() -> None:
     modules = set(done.stdout.split())
     assert "undertaker.init._supervise" in modules
     heavy = {"json", "dataclasses", "undertaker.census", "undertaker.proc", "undertaker.cli.ps"}
+    heavy |= {"termios", "tty", "socket", "undertaker.cli.top", "undertaker.proc._table"}
     heavy |= {"prometheus_client", "undertaker.exporter"}
     assert not heavy & modules

@@ -31,6 +31,7 @@ import time
 from typing import TYPE_CHECKING, NamedTuple
 
 from undertaker._identity import Key, observe
+from undertaker.proc._system import event_boot_offset_ns
 
 if TYPE_CHECKING:
     from undertaker.proc._connector import ProcEvents
@@ -78,25 +79,6 @@ def children_of(pid: int) -> list[int]:
         except OSError:
             continue  # the thread ended, or we may not look
     return found
-
-
-def _boot_offset_ns() -> int:
-    """What to add to a fork event's stamp to compare it with ``stat`` start times.
-
-    The kernel stamps events with the host's CLOCK_MONOTONIC; ``stat`` shows
-    start times on CLOCK_BOOTTIME as this time namespace sees it. Inside a
-    time namespace our clocks carry its offsets: take the monotonic one back out.
-    """
-    offset = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
-    try:
-        with open("/proc/self/timens_offsets", "rb") as offsets:
-            for line in offsets:
-                name, seconds, nanoseconds = line.split()
-                if name == b"monotonic":
-                    offset += int(seconds) * 1_000_000_000 + int(nanoseconds)
-    except (OSError, ValueError):
-        pass  # no time namespaces here (before Linux 5.6): no offset to undo
-    return offset
 
 
 def _boot_ticks() -> int:
@@ -193,7 +175,7 @@ class Lineage:
         forks, exits, lost = self._events.read()
         self.events_lost += lost
         scale = self._hz / 1e9
-        offset = _boot_offset_ns()  # again each time: a suspend moves it
+        offset = event_boot_offset_ns()  # again each time: a suspend moves it
         for fork in forks:
             if fork.child_pid == fork.child_tgid:  # a process, not a thread
                 ticks = int((fork.timestamp_ns + offset) * scale)

@@ -26,12 +26,15 @@ if TYPE_CHECKING:
 
 
 class Zombie(NamedTuple):
-    """A zombie with its decoded exit status and estimated time of death."""
+    """A zombie with its decoded exit status and time of death."""
 
     process: Process
     status: WaitStatus | None  # None when the kernel would not tell us
-    exited_at: float | None  # seconds since the epoch, estimated; None if unknown
+    exited_at: float | None  # seconds since the epoch; None if unknown
     nspid: tuple[int, ...]  # PID in each nested namespace, outermost first
+    # exited_at is the kernel's EXIT event time (an EventTable listened when it
+    # died), not the estimate from the scheduler clock
+    exact: bool = False
 
     @property
     def since(self) -> float:
@@ -130,7 +133,8 @@ def take_census(
     Args:
         snapshot: a scan of the process table.
         keep: which zombies (and zombie leaders) to include; all by default.
-        ages: estimate each zombie's time of death (one small read per zombie).
+        ages: estimate each zombie's time of death (one small read per zombie);
+            exact times the snapshot carries (``exit_times``) are used either way.
 
     Returns:
         The census. Parents are ordered by zombie count, then by PID.
@@ -152,7 +156,8 @@ def take_census(
         if read is None:
             continue  # reaped since the scan: no longer a zombie
         nspid, exited_at = read
-        zombies.append(Zombie(proc, status, exited_at, nspid))
+        exact = exited_at is not None and proc.pid in snapshot.exit_times
+        zombies.append(Zombie(proc, status, exited_at, nspid, exact))
     by_parent: dict[int, list[Zombie]] = {}
     for zombie in zombies:
         by_parent.setdefault(zombie.process.ppid, []).append(zombie)

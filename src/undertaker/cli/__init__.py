@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "ps": "ps",
     "tree": "tree",
     "why": "why",
+    "top": "top",
     "status": "status",
     "doctor": "doctor",
     "run": "run",

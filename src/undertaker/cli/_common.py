@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from undertaker.cli._exit import EXIT_ERROR, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "EXIT_ERROR",
@@ -18,6 +22,7 @@ __all__ = [
     "flatten",
     "pid_arg",
     "pid_list_arg",
+    "seconds_between",
     "user_arg",
 ]
 
@@ -82,3 +87,18 @@ def add_color_option(sub: argparse.ArgumentParser) -> None:
         default="auto",
         help="colour: on a terminal only (auto), always, or never; NO_COLOR is honoured",
     )
+
+
+def seconds_between(low: float, high: float) -> Callable[[str], float]:
+    """An argument type for a number of seconds from *low* to *high*, both included."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"takes {low:g} <= SECONDS <= {high:g}, not {text!r}")
+        return value
+
+    return parse

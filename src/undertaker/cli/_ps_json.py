@@ -60,6 +60,8 @@ def census_json(
     doc: dict[str, Any] = {
         "version": JSON_VERSION,
         "taken_at": round(snap.taken_at, 3),
+        "source": snap.source,
+        "table_age": round(snap.table_age, 3),
         "states": dict(sorted(snap.state_counts.items())),
         "pids": {
             "used": snap.pids_used,
@@ -86,6 +88,7 @@ def census_json(
                 "nspid": list(z.nspid),
                 "exit": exit_json(z),
                 "exited_at": round(z.exited_at, 3) if z.exited_at is not None else None,
+                "exited_at_exact": z.exact,
             }
             for z in census.zombies
         ],

@@ -71,13 +71,26 @@ def _status_summary(group: ParentGroup) -> str:
     )
 
 
+ESTIMATE_NOTE = (
+    "~: time of death estimated from the scheduler clock (/proc/PID/sched, a few ms off); "
+    "ages without ~ are exact, from the kernel's exit events"
+)
+
+
+def age_text(zombie: Zombie, now: float) -> str:
+    """How long *zombie* has been dead, ``~`` marking an estimate; ``?`` if unknown."""
+    if zombie.exited_at is None:
+        return "?"
+    return ("" if zombie.exact else "~") + duration(now - zombie.exited_at)
+
+
 def _oldest(zombies: list[Zombie], now: float) -> str:
     """How long the longest-dead has been dead: ``?`` if no time of death is known."""
-    known = [z.exited_at for z in zombies if z.exited_at is not None]
+    known = [z for z in zombies if z.exited_at is not None]
     if not known:
         return "?"
     prefix = ">=" if len(known) < len(zombies) else ""  # an unknown one may be older
-    return prefix + duration(now - min(known))
+    return prefix + age_text(min(known, key=lambda z: z.since), now)
 
 
 def _parents_table(census: Census, style: Style, now: float) -> list[str]:
@@ -159,6 +172,8 @@ def render_census(
         out += _parents_table(census, style, now)
         out.append("")
         out += _zombie_table(zombies, style, now, expand=expand)
+        if any(z.exited_at is not None and not z.exact for z in zombies):
+            out.append(style.dim(ESTIMATE_NOTE))
         out.append("")
         out += _advice(census, style)
     if census.leaders:

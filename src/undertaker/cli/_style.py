@@ -53,6 +53,10 @@ class Style:
         """Bold: headers."""
         return self._wrap("1", text)
 
+    def reverse(self, text: str) -> str:
+        """Reverse video: the one row to look at first (``top``'s worst parent)."""
+        return self._wrap("7", text)
+
 
 def duration(seconds: float) -> str:
     """Format an age compactly: ``850ms``, ``42s``, ``3m12s``, ``2h05m``, ``4d03h``."""

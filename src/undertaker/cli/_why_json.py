@@ -85,6 +85,7 @@ def _zombie_json(ev: Evidence) -> list[dict[str, Any]]:
             "nspid": list(z.nspid),
             "exit": exit_json(z),
             "exited_at": round(z.exited_at, 3) if z.exited_at is not None else None,
+            "exited_at_exact": z.exact,
             "since": round(z.since, 3),
         }
         for z in ev.zombies
@@ -118,6 +119,7 @@ def explanation_json(found: Explanation) -> dict[str, Any]:
     return {
         "version": WHY_JSON_VERSION,
         "taken_at": round(snap.taken_at, 3),
+        "source": snap.source,
         "parents": [_parent_json(r) for r in found.parents],
         "zombie_leaders": [_leader_json(r) for r in found.leaders],
         "quiet": found.quiet,

@@ -89,7 +89,9 @@ def _evidence_rows(ev: Evidence) -> list[tuple[str, str]]:
 def _header(report: ParentReport, now: float) -> str:
     ev = report.evidence
     zombies = ev.zombies
-    oldest = min(z.since for z in zombies) if zombies else now
+    first = min(zombies, key=lambda z: z.since) if zombies else None
+    oldest = first.since if first is not None else now
+    mark = "~" if first is not None and first.exited_at is not None and not first.exact else ""
     statuses: dict[str, int] = {}
     for zombie in zombies:
         text = str(zombie.status) if zombie.status is not None else "unknown"
@@ -98,7 +100,7 @@ def _header(report: ParentReport, now: float) -> str:
     who = " ".join(ev.cmdline) if ev.cmdline else (ev.status.name if ev.status else "?")
     return (
         f"pid {ev.pid} ({printable(who)[:100]}) holds {len(zombies)} "
-        f"{plural(len(zombies), 'zombie')}, oldest dead {duration(now - oldest)}: {exits}"
+        f"{plural(len(zombies), 'zombie')}, oldest dead {mark}{duration(now - oldest)}: {exits}"
     )
 
 

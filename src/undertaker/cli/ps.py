@@ -38,7 +38,10 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "Tasks line with PID-table pressure. Zombies of one parent that look alike "
         "(name, exit status) share a row, like pstree's 200*[worker]. With --all, "
         "list every process like ps -el.",
-        epilog=EXIT_STATUS_HELP + " JSON schema: docs/json.md. Environment variables: "
+        epilog=EXIT_STATUS_HELP + " Ages marked ~ are estimates from the scheduler clock; "
+        "exact ages need a listener that ran when the zombie died (undertaker top, "
+        "exporter --events), which a one-shot ps cannot be. JSON schema: docs/json.md. "
+        "Environment variables: "
         "UNDERTAKER_PROC (procfs root), NO_COLOR (disable colour), COLUMNS (width).",
     )
     ps.add_argument("--all", "-a", action="store_true", help="list every process, one row each")

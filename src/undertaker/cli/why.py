@@ -23,7 +23,7 @@ _HELP = (
     "Exit status: 0 no zombies, 1 zombies (or zombie leaders) explained, 2 bad input "
     "(not a number, no such process, not a zombie and no children) or error, 3 no "
     "zombies seen but the view is incomplete (hidepid, other users' processes). "
-    "JSON schema: docs/json.md."
+    "An age marked ~ is an estimate (see undertaker ps --help). JSON schema: docs/json.md."
 )
 
 

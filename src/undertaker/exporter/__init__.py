@@ -20,9 +20,10 @@ The only part of undertaker that imports ``prometheus_client`` (the
 from undertaker.exporter._collector import ZombieCollector, make_registry
 from undertaker.exporter._reading import Reading, read_table
 from undertaker.exporter._server import serve
-from undertaker.exporter._source import ScanSource, TableSource
+from undertaker.exporter._source import EventSource, ScanSource, TableSource
 
 __all__ = [
+    "EventSource",
     "Reading",
     "ScanSource",
     "TableSource",

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from undertaker.exporter._source import TableSource
+    from undertaker.proc import EventCounts
 
 PREFIX = "undertaker_"
 
@@ -171,6 +172,9 @@ class ZombieCollector:
             "Age of the process table at this scrape (a scan: its duration so far).",
             max(time.time() - r.taken_at, 0.0),
         )
+        counts = getattr(self.source, "counts", None)
+        if counts is not None:  # an event-fed table (--events): what it saw and did
+            yield from _event_metrics(r, counts)
 
     def _self_metrics(self, seconds: float) -> Iterator[Metric]:
         yield _gauge(
@@ -182,6 +186,41 @@ class ZombieCollector:
         build = InfoMetricFamily(PREFIX + "build", "The undertaker version serving these metrics.")
         build.add_metric([], {"version": __version__, "python": platform.python_version()})
         yield build
+
+
+def _event_metrics(r: Reading, counts: EventCounts) -> Iterator[Metric]:
+    yield _gauge(
+        "oldest_zombie_age_exact",
+        "1 when the oldest zombie's age is the kernel's exit time (it died while the "
+        "exporter listened), 0 when it is an estimate or there is no zombie.",
+        int(r.oldest_zombie_exact),
+    )
+    yield _gauge(
+        "table_full_scan_age_seconds",
+        "Seconds since the event-fed table last agreed with a full scan: state letters "
+        "of live processes may be this old.",
+        r.full_scan_age,
+    )
+    events = CounterMetricFamily(
+        PREFIX + "process_events", "Process events received from the kernel.", labels=["kind"]
+    )
+    events.add_metric(["fork"], counts.forks)
+    events.add_metric(["exit"], counts.exits)
+    events.add_metric(["change"], counts.changes)
+    yield events
+    yield CounterMetricFamily(
+        PREFIX + "event_overflows",
+        "Times the kernel dropped events (receive buffer full); each cost a full scan.",
+        counts.overflows,
+    )
+    yield CounterMetricFamily(
+        PREFIX + "table_full_scans", "Full scans of /proc by the event-fed table.", counts.scans
+    )
+    yield CounterMetricFamily(
+        PREFIX + "table_corrections",
+        "Processes a resync scan found otherwise than the events had left them.",
+        counts.corrections,
+    )
 
 
 def make_registry(collector: ZombieCollector) -> CollectorRegistry:

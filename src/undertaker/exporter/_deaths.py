@@ -27,6 +27,7 @@ class DeathTimes:
     def __init__(self) -> None:
         """Start with nothing known."""
         self._known: dict[_Identity, float | None] = {}
+        self.oldest_exact = False  # the last oldest() is the kernel's exit time
 
     def oldest(self, snapshot: Snapshot) -> float | None:
         """When the longest-dead zombie of *snapshot* died (seconds since the epoch).
@@ -34,13 +35,24 @@ class DeathTimes:
         None without zombies. A zombie whose time of death is unknown (no
         ``sched`` file) counts from its start, an upper bound on its age; one
         reaped before its first read (or whose PID was reused) is left out.
+        An event-fed snapshot brings its own: the kernel's exit time
+        (``exit_times``, exact, and then ``oldest_exact`` is set) or the
+        table's estimate (``zombie_reads``).
         """
         clock: ExitClock | None = None  # calibrated only if a new zombie needs it
         known: dict[_Identity, float | None] = {}
         oldest: float | None = None
+        self.oldest_exact = False
         for proc in snapshot.zombies:
             ident = self._identity(proc, snapshot)
-            if ident in self._known:
+            exact = snapshot.exit_times.get(proc.pid)
+            read = snapshot.zombie_reads.get(proc.pid)
+            died: float | None
+            if exact is not None:
+                died = exact
+            elif read is not None:
+                died = read[1]
+            elif ident in self._known:
                 died = self._known[ident]
             else:
                 clock = clock or ExitClock(snapshot.root)
@@ -50,7 +62,8 @@ class DeathTimes:
                     continue  # reaped (or the PID reused) since the scan
             known[ident] = died
             since = died if died is not None else proc.started
-            oldest = since if oldest is None else min(oldest, since)
+            if oldest is None or since < oldest:
+                oldest, self.oldest_exact = since, exact is not None
         self._known = known  # forget the zombies that were reaped
         return oldest
 

@@ -48,10 +48,12 @@ class Reading(NamedTuple):
     threads_max: int | None
     kernel_tasks: int | None  # the kernel's task count (/proc/loadavg), system-wide
     oldest_zombie_age: float  # seconds; 0 when there is no zombie
+    oldest_zombie_exact: bool  # that age is from the kernel's exit event, not an estimate
     vanished: int  # processes that exited between listing and reading (skipped)
     unreadable: int  # processes we may not read (hidepid, other users)
     tasks_unseen: int | None  # tasks the kernel counts that the scan did not see
     complete: bool  # the view is complete: every process could be read
+    full_scan_age: float  # seconds since the table last agreed with a full scan (0: a scan)
 
 
 def bounded(counts: Counter[_Label], top: int, other: _Label) -> list[tuple[_Label, int]]:
@@ -123,8 +125,10 @@ def read_table(
         threads_max=coverage.threads_max,
         kernel_tasks=coverage.tasks,
         oldest_zombie_age=max(now - died, 0.0) if died is not None else 0.0,
+        oldest_zombie_exact=died is not None and deaths.oldest_exact,
         vanished=snapshot.vanished,
         unreadable=snapshot.unreadable,
         tasks_unseen=unseen,
         complete=not coverage.incomplete,
+        full_scan_age=snapshot.table_age,
     )

@@ -101,17 +101,17 @@ def serve(collector: ZombieCollector, host: str, port: int) -> None:
     server = _Server((host, port), collector)
     bound = server.server_address[1]
     shown = f"[{host}]" if ":" in host else host
-    print(
-        f"undertaker exporter: listening on http://{shown}:{bound}/metrics",
-        file=sys.stderr,
-        flush=True,
-    )
 
     def stop(_signum: int, _frame: object) -> None:
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    try:
+    try:  # from the announcement on: a signal right after it still exits 0
+        print(
+            f"undertaker exporter: listening on http://{shown}:{bound}/metrics",
+            file=sys.stderr,
+            flush=True,
+        )
         server.serve_forever(poll_interval=0.5)
     except (SystemExit, KeyboardInterrupt):
         pass

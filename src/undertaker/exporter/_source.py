@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from undertaker.proc import HeldStatFiles, scan
+from undertaker.proc import EventTable, HeldStatFiles, scan
 
 if TYPE_CHECKING:
-    from undertaker.proc import Snapshot
+    from undertaker.proc import EventCounts, Snapshot
 
 
 class TableSource(Protocol):
@@ -56,3 +56,34 @@ class ScanSource:
         """Close the held files, if any."""
         if self.held is not None:
             self.held.close()
+
+
+class EventSource:
+    """A table kept current by the kernel's process events (``--events``, issue 11).
+
+    One full scan, then each call reads only what events named since the
+    last (:class:`~undertaker.proc.EventTable`): a scrape costs what changed,
+    and zombies that die while the exporter runs have exact ages. Where
+    events cannot be used (a container, not root) ``fallback`` says why and
+    each call scans; ``name`` is then ``scan``. Close it, or the kernel keeps
+    generating events for every fork and exit until reboot.
+    """
+
+    def __init__(self, root: str = "/proc", *, resync: float) -> None:
+        """Subscribe and scan once; reconcile with a full scan every *resync* seconds."""
+        self.table = EventTable(root, resync=resync)
+        self.name = self.table.source
+        self.fallback = self.table.fallback
+
+    @property
+    def counts(self) -> EventCounts:
+        """What the table has seen and done: events, overflows, full scans, corrections."""
+        return self.table.counts
+
+    def __call__(self) -> Snapshot:
+        """The table now (events applied, zombies checked)."""
+        return self.table.snapshot()
+
+    def close(self) -> None:
+        """Unsubscribe from the kernel's events."""
+        self.table.close()

@@ -8,8 +8,9 @@ without an answer. Before Linux 6.6 subscribing also needs CAP_NET_ADMIN;
 since then any user may (seen here as uid 65534 on 6.18). A subscription
 is a global counter in the kernel, so ``close()`` always sends the
 unsubscribe message first; a process killed with SIGKILL cannot, and leaves
-the kernel generating events until another listener unsubscribes or the
-machine reboots.
+the kernel generating events until the machine reboots: since Linux 6.6 the
+kernel remembers per socket whether it subscribed, and an unsubscribe from
+any other socket does not lower the count (seen here on 6.18).
 
 Records only, no policy: ``_ownership`` decides what the events mean.
 """
@@ -38,7 +39,24 @@ PROC_CN_MCAST_IGNORE = 2
 
 PROC_EVENT_NONE = 0  # the answer to a subscription, carrying an errno
 PROC_EVENT_FORK = 0x1
+PROC_EVENT_EXEC = 0x2
+PROC_EVENT_UID = 0x4
+PROC_EVENT_GID = 0x40
+PROC_EVENT_SID = 0x80
+PROC_EVENT_PTRACE = 0x100
+PROC_EVENT_COMM = 0x200
 PROC_EVENT_EXIT = 0x80000000
+# Events about a live task whose payload starts with (pid, tgid): kept with changes=True.
+_CHANGES = frozenset(
+    {
+        PROC_EVENT_EXEC,
+        PROC_EVENT_UID,
+        PROC_EVENT_GID,
+        PROC_EVENT_SID,
+        PROC_EVENT_PTRACE,
+        PROC_EVENT_COMM,
+    }
+)
 
 _NLMSG = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _CN_MSG = struct.Struct("=IIIIHH")  # cn_msg: idx, val, seq, ack, len, flags
@@ -47,7 +65,8 @@ _EVENT_AT = _NLMSG.size + _CN_MSG.size  # 36: where proc_event starts
 _DATA_AT = _EVENT_AT + _EVENT.size  # 52: where its event_data union starts
 _FORK = struct.Struct("=iiii")  # parent_pid, parent_tgid, child_pid, child_tgid
 _EXIT = struct.Struct("=iiIIii")  # pid, tgid, exit_code, exit_signal, parent_pid, parent_tgid
-_DEFAULT_RCVBUF = 32 << 20  # 256 KiB overflowed under a fork burst here; 32 MiB kept up
+_TASK = struct.Struct("=ii")  # pid, tgid: how every other event's payload starts
+DEFAULT_RCVBUF = 32 << 20  # 256 KiB overflowed under a fork burst here; 32 MiB kept up
 
 
 class ForkEvent(NamedTuple):
@@ -69,6 +88,28 @@ class ExitEvent(NamedTuple):
     exit_signal: int  # what its parent is sent (SIGCHLD, or 0 for threads)
     parent_tgid: int  # the process that must reap it; 0 before Linux 4.18
     timestamp_ns: int
+
+
+class ChangeEvent(NamedTuple):
+    """A live task changed: exec, comm (``PR_SET_NAME``), ids, session or tracer.
+
+    ``what`` is the kernel's code (``PROC_EVENT_EXEC``, ``PROC_EVENT_COMM``...):
+    the table only needs to know whom to read again, not what the new value is.
+    """
+
+    what: int
+    pid: int
+    tgid: int
+    timestamp_ns: int  # CLOCK_MONOTONIC
+
+
+class Batch(NamedTuple):
+    """The events received since the last read, in the order the kernel queued them."""
+
+    forks: list[ForkEvent]
+    exits: list[ExitEvent]
+    changes: list[ChangeEvent]  # empty unless subscribed with changes=True
+    lost: bool  # the kernel dropped events (ENOBUFS): what was missed is unknown
 
 
 def _message(tag: int, op: int) -> bytes:
@@ -107,13 +148,24 @@ class ProcEvents:
     >>> with ProcEvents() as events:  # doctest: +SKIP
     ...     forks, exits, lost = events.read()
 
+    Args:
+        rcvbuf: the receive buffer in bytes. Each event takes about 1 KiB of
+            it; the kernel drops events (``lost``) when it is full. Below
+            32 MiB a fork burst overflowed here.
+        answer_timeout: how long to wait for the kernel to answer the subscription.
+        changes: also keep exec, comm, uid, gid, session and ptrace events
+            (:meth:`read_all`); off by default, so a reader of forks and exits
+            does not accumulate them.
+
     Raises (from the constructor):
         NotSupported: not Linux, no connector in this kernel, or this process
             is not in the initial PID namespace (a container).
         AccessDenied: not allowed to subscribe (before Linux 6.6: CAP_NET_ADMIN).
     """
 
-    def __init__(self, *, rcvbuf: int = _DEFAULT_RCVBUF, answer_timeout: float = 0.25) -> None:
+    def __init__(
+        self, *, rcvbuf: int = DEFAULT_RCVBUF, answer_timeout: float = 0.25, changes: bool = False
+    ) -> None:
         """Subscribe, and wait for the kernel's answer so a refusal is an error now."""
         if not in_initial_pid_namespace():
             raise NotSupported("process events", "this process is not in the initial PID namespace")
@@ -123,6 +175,8 @@ class ProcEvents:
             raise NotSupported("process events", f"no proc connector: {err}") from None
         self._pending_forks: list[ForkEvent] = []
         self._pending_exits: list[ExitEvent] = []
+        self._pending_changes: list[ChangeEvent] = []
+        self._changes = changes
         self._lost = False
         self._tag = int.from_bytes(os.urandom(3), "little") + 1  # tells our answer apart
         try:
@@ -178,10 +232,16 @@ class ProcEvents:
         The third value is True when the kernel dropped events since the last
         call because the receive buffer was full: what was missed is unknown.
         """
+        batch = self.read_all()
+        return batch.forks, batch.exits, batch.lost
+
+    def read_all(self) -> Batch:
+        """Return every event received since the last call, without blocking."""
         self._drain()
-        forks, exits, lost = self._pending_forks, self._pending_exits, self._lost
-        self._pending_forks, self._pending_exits, self._lost = [], [], False
-        return forks, exits, lost
+        batch = Batch(self._pending_forks, self._pending_exits, self._pending_changes, self._lost)
+        self._pending_forks, self._pending_exits, self._pending_changes = [], [], []
+        self._lost = False
+        return batch
 
     def _drain(self, answer_to: int | None = None) -> int | None:
         """Move waiting messages to the pending lists; return the answer's errno if seen."""
@@ -208,6 +268,9 @@ class ProcEvents:
             elif what == PROC_EVENT_EXIT and len(data) >= _DATA_AT + _EXIT.size:
                 pid, tgid, status, exit_signal, _ppid, ptgid = _EXIT.unpack_from(data, _DATA_AT)
                 self._pending_exits.append(ExitEvent(pid, tgid, status, exit_signal, ptgid, stamp))
+            elif what in _CHANGES and self._changes and len(data) >= _DATA_AT + _TASK.size:
+                pid, tgid = _TASK.unpack_from(data, _DATA_AT)
+                self._pending_changes.append(ChangeEvent(what, pid, tgid, stamp))
             elif what == PROC_EVENT_NONE and answer_to is not None:
                 ack = _CN_MSG.unpack_from(data, _NLMSG.size)[3]
                 if ack == answer_to + 1:  # ours: other listeners' answers are broadcast too

@@ -272,6 +272,11 @@ class ZombieReader:
       a process on a PID reused within the same clock tick is unlikely to be.
       A zombie that is still there now was there at the reads before.
 
+    A zombie whose exact time of death the snapshot carries
+    (``Snapshot.exit_times``, from an :class:`~undertaker.proc.EventTable`)
+    needs no ``sched`` read: that time is returned, even without *ages*. One
+    the table has read before (``Snapshot.zombie_reads``) needs no read at all.
+
     Make one per census: it caches the calibration.
     """
 
@@ -279,6 +284,8 @@ class ZombieReader:
         """Prepare to read the zombies of *snapshot*; *ages*: estimate times of death."""
         self.root = snapshot.root
         self.clock = ExitClock(self.root) if ages else None
+        self._exact = snapshot.exit_times
+        self._known = snapshot.zombie_reads
         self._keys = snapshot.zombie_keys
         self._scanned = snapshot.monotonic
         self._own_ns = _own_pid_ns(self.root)
@@ -289,11 +296,15 @@ class ZombieReader:
         ``exited_at`` is None when unknown (``--no-ages``, no ``sched`` file).
         """
         pid = proc.pid
+        known = self._known.get(pid)
+        if known is not None:  # read by an EventTable, which vouched for its identity
+            nspid, estimate = known  # an exact time may have come since: it wins
+            return nspid, self._exact.get(pid, estimate if self.clock is not None else None)
         base = f"{self.root}/{pid}"
         nspid = self._nspid(pid, base)
         key = self._keys.get(pid)
-        exited_at = None
-        if self.clock is not None:
+        exited_at = self._exact.get(pid)
+        if exited_at is None and self.clock is not None:
             if key is None:  # a snapshot scan() did not make: the clock checks identity
                 try:
                     return nspid, self.clock.exit_time(pid, proc.start_ticks)

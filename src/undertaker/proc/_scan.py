@@ -31,7 +31,7 @@ from undertaker.proc._stat import (
 from undertaker.proc._system import boot_time, cgroup_pids, clock_ticks, hidepid, pid_max
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
 
     from undertaker.proc._held import HeldStatFiles
     from undertaker.proc._split import Table
@@ -109,8 +109,12 @@ class Snapshot:
         cgroup_pids: tuple[int, int, str] | None = None,
         zombie_keys: Mapping[int, ZombieKey] | None = None,
         monotonic: float | None = None,
+        source: str = "scan",
+        synced_at: float | None = None,
+        exit_times: Mapping[int, float] | None = None,
+        zombie_reads: Mapping[int, tuple[tuple[int, ...], float | None]] | None = None,
     ) -> None:
-        """Hold one scan's results; see :func:`scan`."""
+        """Hold one scan's results; see :func:`scan` and :class:`~undertaker.proc.EventTable`."""
         self.root = root
         self.processes = processes
         self.taken_at = taken_at  # time.time() when the scan began
@@ -123,11 +127,40 @@ class Snapshot:
         # By PID, for the zombies and zombie leaders: see ZombieReader.
         self.zombie_keys: Mapping[int, ZombieKey] = zombie_keys or {}
         self.monotonic = monotonic  # time.monotonic() when the scan began
+        # "scan": one pass over /proc; "events": an EventTable kept current by
+        # the kernel's process events since its last full scan at synced_at.
+        self.source = source
+        self.synced_at = taken_at if synced_at is None else synced_at
+        # By PID, the exact time of death (epoch) of zombies that died while an
+        # EventTable listened; others only have the estimate ZombieReader makes.
+        self.exit_times: Mapping[int, float] = exit_times or {}
+        # By PID, what a ZombieReader would read of each zombie, (nspid,
+        # exited_at), read earlier by an EventTable and vouched for at taken_at
+        # (a zombie's are fixed until it is reaped): the census reads nothing.
+        self.zombie_reads = zombie_reads or {}
+
+    def prime(self, zombie_pids: Iterable[int], state_counts: Counter[str], pids_used: int) -> None:
+        """Fill the derived views from a source that keeps them (an EventTable).
+
+        *zombie_pids* lists every process in state Z (zombies and zombie
+        leaders): the views then cost what the zombies cost, not the table.
+        """
+        found = [self.processes[pid] for pid in zombie_pids]
+        found.sort(key=lambda p: (p.start_ticks, p.pid))
+        self.__dict__["zombies"] = [p for p in found if p.is_zombie]
+        self.__dict__["zombie_leaders"] = [p for p in found if p.is_zombie_leader]
+        self.__dict__["state_counts"] = state_counts
+        self.__dict__["pids_used"] = pids_used
+
+    @property
+    def table_age(self) -> float:
+        """Seconds since the table last agreed with a full scan (0 for a scan)."""
+        return max(self.taken_at - self.synced_at, 0.0)
 
     def __repr__(self) -> str:
         """Summarise: root, size and the counts that matter."""
         return (
-            f"<Snapshot {self.root}: {len(self.processes)} processes, "
+            f"<Snapshot {self.root} ({self.source}): {len(self.processes)} processes, "
             f"{len(self.zombies)} zombies, {self.unreadable} unreadable>"
         )
 
@@ -259,8 +292,15 @@ def _add_plain(
 
 
 def _read_table(
-    names: list[str], dir_fd: int, boot: float, owners: bool, held: HeldStatFiles | None = None
+    names: list[str],
+    dir_fd: int,
+    boot: float,
+    owners: bool,
+    held: HeldStatFiles | None = None,
+    *,
+    skipped: list[str] | None = None,
 ) -> Table:
+    """Read the ``stat`` of each PID in *names*; *skipped* collects the unreadable ones."""
     tick = 1.0 / clock_ticks()
     euid = os.geteuid()
     processes: dict[int, Process] = {}
@@ -310,6 +350,8 @@ def _read_table(
             continue
         except OSError:
             unreadable += 1  # EACCES under hidepid
+            if skipped is not None:
+                skipped.append(name)
             continue
         # parse_stat() inlined, with the same checks (tests compare the two on
         # captured and hostile files): a call and a StatFields per process cost

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 
 def read_small(path: str) -> bytes:
@@ -148,3 +149,31 @@ def cgroup_pids(root: str = "/proc") -> tuple[int, int, str] | None:
                     best = candidate
             path = os.path.dirname(path)
     return best
+
+
+def timens_monotonic_offset_ns() -> int:
+    """This time namespace's CLOCK_MONOTONIC offset, in ns (0 outside one).
+
+    The proc connector stamps events with the host's CLOCK_MONOTONIC, while
+    ``time.monotonic()`` in a time namespace carries its offset: subtract it
+    from ours to compare.
+    """
+    try:
+        with open("/proc/self/timens_offsets", "rb") as offsets:
+            for line in offsets:
+                name, seconds, nanoseconds = line.split()
+                if name == b"monotonic":
+                    return int(seconds) * 1_000_000_000 + int(nanoseconds)
+    except (OSError, ValueError):
+        pass  # no time namespaces here (before Linux 5.6): no offset to undo
+    return 0
+
+
+def event_boot_offset_ns() -> int:
+    """What to add to a process event's stamp to read it on ``stat``'s clock, in ns.
+
+    Events carry the host's CLOCK_MONOTONIC; ``stat`` start times count
+    CLOCK_BOOTTIME as this time namespace sees it.
+    """
+    boot = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
+    return boot + timens_monotonic_offset_ns()
