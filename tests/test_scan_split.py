@@ -41,7 +41,7 @@ def _reader(fail_in_helper: bool = False) -> Iterator[tuple[object, list[int]]]:
         if fail_in_helper and os.getpid() != me:
             raise RuntimeError("the helper fails")
         os.write(note_w, f"{os.getpid()} {len(names)}\n".encode())
-        return _read_table(names, dir_fd, boot_time("/proc"), owners=False)
+        return (*_read_table(names, dir_fd, boot_time("/proc"), owners=False), {})
 
     try:
         yield read, readers
@@ -55,7 +55,7 @@ def _reader(fail_in_helper: bool = False) -> Iterator[tuple[object, list[int]]]:
 def test_the_helper_reads_half_and_the_records_arrive_intact() -> None:
     names = os.listdir("/proc")
     with _reader() as (read, readers):
-        procs, keys, _, _ = _split.read_split(names, read, _add_plain)  # type: ignore[arg-type]
+        procs, keys, _, _, _ = _split.read_split(names, read, _add_plain)  # type: ignore[arg-type]
     assert len(readers) == 2
     assert readers[0] != readers[1]
     assert os.getpid() in readers
@@ -77,7 +77,7 @@ def test_the_helper_reads_half_and_the_records_arrive_intact() -> None:
 def test_a_failing_helper_leaves_its_half_to_the_scan() -> None:
     names = os.listdir("/proc")
     with _reader(fail_in_helper=True) as (read, readers):
-        procs, _, _, _ = _split.read_split(names, read, _add_plain)  # type: ignore[arg-type]
+        procs, _, _, _, _ = _split.read_split(names, read, _add_plain)  # type: ignore[arg-type]
     assert readers == [os.getpid(), os.getpid()]  # our half, then the helper's
     assert 1 in procs
     assert os.getpid() in procs
@@ -98,7 +98,7 @@ def test_sigchld_ignored_or_reaped_by_the_program(disposition: str) -> None:
     try:
         names = os.listdir("/proc")
         with _reader() as (read, readers):
-            procs, _, _, _ = _split.read_split(names, read, _add_plain)  # type: ignore[arg-type]
+            procs, _, _, _, _ = _split.read_split(names, read, _add_plain)  # type: ignore[arg-type]
     finally:
         signal.signal(signal.SIGCHLD, previous)
     assert len(set(readers)) == 2
@@ -122,6 +122,7 @@ def test_no_split_beside_another_thread() -> None:
 
 _LARGE = """
 import json, os, sys
+from undertaker.census import take_census
 from undertaker.proc import scan
 from undertaker.proc import _split
 from undertaker.testing import populate
@@ -130,6 +131,9 @@ try:
     names = [n for n in os.listdir("/proc") if n.isdigit()]
     assert _split.worth_splitting(len(names)) or len(os.sched_getaffinity(0)) < 2
     one, two = scan(), scan(split=True)
+    three = scan(split=True, zombie_reads=True)
+    plain, pre = take_census(one), take_census(three)
+    by_pid = {z.process.pid: z for z in plain.zombies}
     kids = []
     for tid in os.listdir("/proc/self/task"):
         with open(f"/proc/self/task/{tid}/children") as f:
@@ -141,6 +145,13 @@ try:
         "zombies": [len(one.zombies), len(two.zombies)],
         "counts": [one.unreadable, two.unreadable],
         "extra_children": len(kids) - len(parents),
+        "reads": len(three.zombie_reads),
+        "reads_none_without": len(one.zombie_reads) + len(two.zombie_reads),
+        "census_zombies": [len(plain.zombies), len(pre.zombies)],
+        "nspid": all(z.nspid == (z.process.pid,) for z in pre.zombies),
+        # the census used what the scan read: the very same floats
+        "used": all(z.exited_at == three.zombie_reads[z.process.pid][1] for z in pre.zombies),
+        "age_gap": max(abs(z.exited_at - by_pid[z.process.pid].exited_at) for z in pre.zombies),
     }))
 finally:
     for p in parents:
@@ -160,3 +171,10 @@ def test_a_large_table_scanned_split_equals_the_single_scan() -> None:
     assert report["zombies"] == [300, 300]
     assert report["counts"] == [0, 0]
     assert report["extra_children"] == 0
+    # With zombie_reads, both halves read their zombies; the census reuses them.
+    assert report["reads"] == 300
+    assert report["reads_none_without"] == 0
+    assert report["census_zombies"] == [300, 300]
+    assert report["nspid"]
+    assert report["used"]
+    assert report["age_gap"] < 0.02  # two calibrations of the same clocks

@@ -94,8 +94,14 @@ def _missing(wanted: set[int], seen: Mapping[int, object]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Scan, filter, group and print; exit 1 when zombies were found."""
-    snapshot = scan(args.proc, owners=bool(args.user or args.all), split=True)
     pids, ppids = flatten(args.pid), flatten(args.ppid)
+    every = not (pids or ppids or args.user)  # the census will read every zombie
+    snapshot = scan(
+        args.proc,
+        owners=bool(args.user or args.all),
+        split=True,
+        zombie_reads=every and not args.no_ages,
+    )
     _missing(pids, snapshot.processes)
     _missing(ppids, snapshot.processes)
     keep = selector(pids, ppids, set(args.user or ()))

@@ -42,7 +42,7 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def run(args: argparse.Namespace) -> int:
     """Scan and draw; exit 1 when zombies were found (3 when none seen in a partial view)."""
-    snapshot = scan(args.proc, owners=False, split=True)
+    snapshot = scan(args.proc, owners=False, split=True, zombie_reads=args.min_age is not None)
     coverage = assess(snapshot)
     encoding = (getattr(sys.stdout, "encoding", None) or "ascii").lower()
     style = Style(use_color(args.color))

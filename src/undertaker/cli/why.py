@@ -65,7 +65,7 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def run(args: argparse.Namespace) -> int:
     """Scan, explain, print; exit 1 when something was explained."""
-    snapshot = scan(args.proc, owners=False, split=True)
+    snapshot = scan(args.proc, owners=False, split=True, zombie_reads=not args.pids)
     coverage = assess(snapshot)
     try:
         found = explain(snapshot, args.pids)

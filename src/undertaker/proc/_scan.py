@@ -17,6 +17,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, NamedTuple
 
 from undertaker._errors import ProcUnavailable
+from undertaker.proc._read import ZombieReader
 from undertaker.proc._split import read_split, worth_splitting
 from undertaker.proc._stat import (
     EXIT_CODE,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from undertaker.proc._held import HeldStatFiles
-    from undertaker.proc._split import Table
+    from undertaker.proc._split import Reads, Table
 
 _STAT_READ = 2048  # a stat line is ~350 bytes plus the name; re-read if it fills this
 
@@ -135,8 +136,9 @@ class Snapshot:
         # EventTable listened; others only have the estimate ZombieReader makes.
         self.exit_times: Mapping[int, float] = exit_times or {}
         # By PID, what a ZombieReader would read of each zombie, (nspid,
-        # exited_at), read earlier by an EventTable and vouched for at taken_at
-        # (a zombie's are fixed until it is reaped): the census reads nothing.
+        # exited_at), read earlier by an EventTable or a split scan and
+        # vouched for at taken_at (a zombie's are fixed until it is reaped):
+        # the census reads nothing.
         self.zombie_reads = zombie_reads or {}
 
     def prime(self, zombie_pids: Iterable[int], state_counts: Counter[str], pids_used: int) -> None:
@@ -208,6 +210,7 @@ def scan(
     owners: bool = True,
     split: bool = False,
     held: HeldStatFiles | None = None,
+    zombie_reads: bool = False,
 ) -> Snapshot:
     """Read the whole process table once.
 
@@ -229,6 +232,10 @@ def scan(
         held: stat files kept open from earlier scans of the same *root*
             (re-read in place, new ones added): for callers that scan
             repeatedly, such as the exporter. None opens and closes each.
+        zombie_reads: with *split*, also read what a census reads of each
+            zombie (NSpid, estimated time of death: ``Snapshot.zombie_reads``),
+            each half on its own CPU; the census then reads nothing per
+            zombie. Worth it only when the census will cover every zombie.
 
     Returns:
         An immutable snapshot.
@@ -252,14 +259,28 @@ def scan(
         os.close(dir_fd)
         raise ProcUnavailable(root, f"not a procfs (no btime line in {root}/stat)") from None
 
-    def read(some: list[str]) -> Table:
-        return _read_table(some, dir_fd, boot, owners, held)
+    def read(some: list[str], reads: bool = False) -> Table:
+        procs, keys, unreadable, vanished = _read_table(some, dir_fd, boot, owners, held)
+        found: Reads = {}
+        if reads and keys:
+            part = Snapshot(
+                root,
+                procs,
+                taken_at=taken_at,
+                boot_time=boot,
+                pid_max=None,
+                zombie_keys=keys,
+                monotonic=monotonic,
+            )
+            found = _read_zombies(part)
+        return procs, keys, unreadable, vanished, found
 
     try:
         if split and held is None and worth_splitting(len(names)):
-            processes, keys, unreadable, vanished = read_split(names, read, _add_plain)
+            table = read_split(names, lambda some: read(some, zombie_reads), _add_plain)
         else:
-            processes, keys, unreadable, vanished = read(names)
+            table = read(names)
+        processes, keys, unreadable, vanished, reads = table
     finally:
         os.close(dir_fd)
     if held is not None:
@@ -276,7 +297,19 @@ def scan(
         cgroup_pids=cgroup_pids(root),
         zombie_keys=keys,
         monotonic=monotonic,
+        zombie_reads=reads,
     )
+
+
+def _read_zombies(part: Snapshot) -> Reads:
+    """Read what the census reads of each zombie in *part*; skip those reaped since."""
+    reader = ZombieReader(part)
+    found: Reads = {}
+    for proc in part.zombies:
+        read = reader.read(proc)  # checks identity after reading
+        if read is not None:
+            found[proc.pid] = read
+    return found
 
 
 def _add_plain(
@@ -299,7 +332,7 @@ def _read_table(
     held: HeldStatFiles | None = None,
     *,
     skipped: list[str] | None = None,
-) -> Table:
+) -> tuple[dict[int, Process], dict[int, ZombieKey], int, int]:
     """Read the ``stat`` of each PID in *names*; *skipped* collects the unreadable ones."""
     tick = 1.0 / clock_ticks()
     euid = os.geteuid()

@@ -8,6 +8,9 @@ other name of the listing, parses it exactly as the scan does, and sends the
 records back through a pipe as plain tuples (``marshal``: no code runs on
 load). Whatever goes wrong on its side, the scan reads that half itself.
 
+With the table, each side reads what the census would read of the zombies
+in its half (NSpid, time of death), so those reads run on two CPUs too.
+
 The fork is safe only when this process runs one thread: a copy forked
 beside other threads may inherit a lock one of them held. So the split is
 taken only then, only with a second CPU to run on, and only for tables
@@ -26,7 +29,10 @@ if TYPE_CHECKING:
 
     from undertaker.proc._scan import Process, ZombieKey
 
-    Table = tuple[dict[int, Process], dict[int, ZombieKey], int, int]
+    # By PID: what ZombieReader.read returned for each zombie, (nspid, exited_at).
+    Reads = dict[int, tuple[tuple[int, ...], float | None]]
+    # processes, zombie keys, unreadable, vanished, zombie reads
+    Table = tuple[dict[int, Process], dict[int, ZombieKey], int, int, Reads]
 
 # Below this many entries the fork and the transfer cost more than they save.
 MIN_ENTRIES = 3000
@@ -86,21 +92,23 @@ def read_split(
         _reap(pid, pidfd, finished=data is not None)
     try:
         # Our own forked copy wrote it, through a pipe only we hold.
-        procs, keys, unreadable, vanished = marshal.loads(data)  # noqa: S302
+        procs, keys, unreadable, vanished, reads = marshal.loads(data)  # noqa: S302
     except (EOFError, ValueError, TypeError):
         return _merge(table, read(theirs))  # the helper failed: read its half here
     rebuild(table, procs, keys)
-    return table[0], table[1], table[2] + unreadable, table[3] + vanished
+    table[4].update(reads)
+    return table[0], table[1], table[2] + unreadable, table[3] + vanished, table[4]
 
 
 def _send(fd: int, table: Table) -> None:
-    procs, keys, unreadable, vanished = table
+    procs, keys, unreadable, vanished, reads = table
     blob = marshal.dumps(
         (
             [tuple(p) for p in procs.values()],
             [(pid, *key) for pid, key in keys.items()],
             unreadable,
             vanished,
+            reads,
         )
     )
     view = memoryview(blob)
@@ -142,4 +150,5 @@ def _reap(pid: int, pidfd: int | None, *, finished: bool) -> None:
 def _merge(table: Table, other: Table) -> Table:
     table[0].update(other[0])
     table[1].update(other[1])
-    return table[0], table[1], table[2] + other[2], table[3] + other[3]
+    table[4].update(other[4])
+    return table[0], table[1], table[2] + other[2], table[3] + other[3], table[4]
