@@ -8,7 +8,9 @@ parent, worst first. Hosts are told apart by a label, ``instance`` unless
 
 from __future__ import annotations
 
+import http.client
 import json
+import math
 import re
 import sys
 import urllib.error
@@ -65,13 +67,41 @@ def query(base: str, promql: str) -> list[dict[str, Any]]:
         except ValueError:
             detail = err.reason
         raise QueryFailed(f"Prometheus refused {promql!r}: {detail}") from None
-    except (urllib.error.URLError, OSError, ValueError) as err:
+    except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise QueryFailed(f"cannot query Prometheus at {base}: {reason}") from None
-    if doc.get("status") != "success" or doc["data"]["resultType"] != "vector":
-        raise QueryFailed(f"Prometheus answered {promql!r} with {doc.get('error', doc)}")
-    result: list[dict[str, Any]] = doc["data"]["result"]
+    except http.client.HTTPException as err:  # not HTTP at all: an SSH port, say
+        raise QueryFailed(f"{base} does not speak HTTP ({type(err).__name__})") from None
+    except ValueError:
+        raise QueryFailed(f"{base} answered {promql!r} with no JSON: is it Prometheus?") from None
+    if not isinstance(doc, dict) or doc.get("status") != "success":
+        error = doc.get("error", doc) if isinstance(doc, dict) else doc
+        raise QueryFailed(f"Prometheus answered {promql!r} with {str(error)[:200]}")
+    data = doc.get("data")
+    result = data.get("result") if isinstance(data, dict) else None
+    if (
+        not isinstance(data, dict)
+        or data.get("resultType") != "vector"
+        or not isinstance(result, list)
+        or not all(_is_sample(item) for item in result)
+    ):
+        raise QueryFailed(
+            f"{base} answered {promql!r} with no instant vector of numbers: is it Prometheus?"
+        )
     return result
+
+
+def _is_sample(item: object) -> bool:
+    """Whether *item* has the shape of an instant-vector sample with a finite value."""
+    if not isinstance(item, dict) or not isinstance(item.get("metric"), dict):
+        return False
+    value = item.get("value")
+    if not isinstance(value, list) or len(value) != 2:  # [time, "value"]
+        return False
+    try:
+        return math.isfinite(float(value[1]))
+    except (TypeError, ValueError):
+        return False
 
 
 def _rows(base: str, promql: str, labels: list[str]) -> list[dict[str, Any]]:
@@ -144,7 +174,10 @@ def _text(doc: dict[str, Any]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Query and print; exit 1 when any host has zombies."""
-    scheme = urllib.parse.urlsplit(args.prometheus).scheme
+    try:
+        scheme = urllib.parse.urlsplit(args.prometheus).scheme
+    except ValueError:  # an unclosed IPv6 bracket, say
+        scheme = ""
     if scheme not in ("http", "https"):
         print(
             "undertaker fleet: error: --prometheus must be an http(s) URL, "
