@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
+from exporter_helpers import serving
 from undertaker.exporter import ScanSource, ZombieCollector
 from undertaker.exporter._server import _Server, accepts_gzip
 
@@ -26,14 +26,8 @@ def server() -> Iterator[_Server]:
     srv = _Server(
         ("127.0.0.1", 0), ZombieCollector(ScanSource("/proc")), max_clients=4, client_deadline=1.0
     )
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    try:
+    with serving(srv):
         yield srv
-    finally:
-        srv.shutdown()
-        thread.join(10)
-        srv.server_close()
 
 
 def _get(srv: _Server, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from exporter_helpers import serving
 from helpers import cli
 
 
@@ -38,15 +39,8 @@ class _Canned(BaseHTTPRequestHandler):
 @pytest.fixture
 def canned() -> Iterator[HTTPServer]:
     """A loopback HTTP server that answers what ``_Canned.answer`` holds."""
-    server = HTTPServer(("127.0.0.1", 0), _Canned)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
-    thread.start()
-    try:
+    with serving(HTTPServer(("127.0.0.1", 0), _Canned)) as server:
         yield server
-    finally:
-        server.shutdown()
-        thread.join(10)
-        server.server_close()
 
 
 def _vector(*samples: dict[str, Any]) -> bytes:
