@@ -67,7 +67,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
             "scrape_configs:\n"
             "  - job_name: undertaker\n"
-            f"    static_configs: [{{targets: ['{alpha.address}', '{beta.address}']}}]\n"
+            f"    static_configs: [{{targets: ['{alpha.address}', '{beta.address}'],\n"
+            # The target labels a Kubernetes scrape job attaches (the exporter's own pod).
+            "      labels: {container: exporter, pod: undertaker-exporter-x7k2p}}]\n"
         )
         port = free_port()
         with (tmp / "log").open("w") as log:

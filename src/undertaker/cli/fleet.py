@@ -131,9 +131,11 @@ def gather(base: str, host: str) -> dict[str, Any]:
             row[key] = None if value is None else (value if key == "oldest_seconds" else int(value))
     containers = _rows(
         base,
-        f"sum by ({host}, container, runtime, pod) (undertaker_zombies_by_container) > 0",
-        [host, "container", "runtime", "pod"],
+        f"sum by ({host}, container_id, runtime, pod_uid) (undertaker_zombies_by_container) > 0",
+        [host, "container_id", "runtime", "pod_uid"],
     )
+    for row in containers:  # the JSON keeps its names (docs/json.md)
+        row["container"], row["pod"] = row.pop("container_id"), row.pop("pod_uid")
     parents = _rows(
         base, f"sum by ({host}, parent) (undertaker_zombies_by_parent) > 0", [host, "parent"]
     )

@@ -102,7 +102,9 @@ class ZombieCollector:
             "zombies_by_container",
             "Zombies by their parent's container, from its cgroup (top N, then other; "
             "none: not in a container).",
-            labels=["container", "runtime", "pod"],
+            # Not container and pod: Kubernetes scrape configs attach those to every
+            # series (the exporter's own), and the clash would rename ours exported_*.
+            labels=["container_id", "runtime", "pod_uid"],
         )
         for key, count in r.by_container:
             container.add_metric(list(key), count)

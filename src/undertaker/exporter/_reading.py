@@ -28,7 +28,7 @@ OTHER = "other"  # the label value that sums everything past the top N
 NO_CONTAINER = "none"  # a parent in no container we can name (the host, a bare namespace)
 UNKNOWN = "unknown"  # the parent is hidden from us or exited during the scrape
 
-ContainerKey = tuple[str, str, str]  # (container, runtime, pod)
+ContainerKey = tuple[str, str, str]  # (container_id, runtime, pod_uid)
 _Label = TypeVar("_Label", str, ContainerKey)
 
 
