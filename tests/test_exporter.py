@@ -22,6 +22,8 @@ import pytest
 from exporter_helpers import NamespaceExporter, parse_exposition
 from helpers import UNDERTAKER, cli, needs_namespace, run_hidden_as_nobody, run_in_namespace
 from test_cgroup_pids import PARENT as PIDS_CGROUP
+from undertaker.exporter import read_table
+from undertaker.proc import scan
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = {  # captured tree -> golden exposition (and the options it was made with)
@@ -178,6 +180,25 @@ def test_non_root_under_hidepid_says_what_it_missed() -> None:
         assert values["undertaker_tasks_unseen"] > 0
     else:
         assert "undertaker_tasks_unseen" not in values
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or os.readlink("/proc/self/ns/pid") != "pid:[4026531836]",
+    reason="needs root in the initial PID namespace (a complete view)",
+)
+def test_nothing_is_unseen_when_nothing_is_hidden() -> None:
+    """Tasks born after the scan are not "unseen": with a complete view the gauge says 0."""
+    snapshot = scan(owners=False)
+    born = [subprocess.Popen(["sleep", "30"]) for _ in range(30)]  # after the scan
+    try:
+        reading = read_table(snapshot)
+    finally:
+        for proc in born:
+            proc.kill()  # our own children
+            proc.wait()
+    assert reading.complete
+    assert reading.kernel_tasks is not None  # counted after the scan: the 30 are in it
+    assert reading.tasks_unseen == 0
 
 
 @pytest.mark.skipif(PIDS_CGROUP is None, reason="needs root and a writable pids cgroup")

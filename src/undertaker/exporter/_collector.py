@@ -157,7 +157,8 @@ class ZombieCollector:
         if r.tasks_unseen is not None:
             yield _gauge(
                 "tasks_unseen",
-                "Tasks the kernel counts that the scan could not see (hidepid, other users).",
+                "Tasks the kernel counts that the scan could not see (hidepid, other users); "
+                "0 when nothing is hidden.",
                 r.tasks_unseen,
             )
         yield _gauge(
