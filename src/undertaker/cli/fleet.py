@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
-from undertaker.cli._common import EXIT_ERROR, EXIT_FOUND, EXIT_OK
+from undertaker.cli._common import EXIT_ERROR, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK
 from undertaker.cli._style import table
 
 if TYPE_CHECKING:
@@ -41,7 +41,8 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "print zombies per host, per container and per parent command across the "
         "fleet, worst first.",
         epilog="Exit status: 0 no zombies anywhere, 1 zombies found, 2 error "
-        "(Prometheus unreachable or query refused, bad URL). JSON schema: docs/json.md.",
+        "(Prometheus unreachable or query refused, bad URL), 3 no zombies seen but an "
+        "exporter is down or sees only part of its host. JSON schema: docs/json.md.",
     )
     sub.add_argument(
         "--prometheus", required=True, metavar="URL", help="Prometheus base URL (http://host:9090)"
@@ -141,19 +142,31 @@ def gather(base: str, host: str) -> dict[str, Any]:
     )
     for row in [*hosts, *containers, *parents]:
         row["host"] = row.pop(host)
+    # Exporters Prometheus failed to scrape last time: their series went stale, so
+    # they are missing above. Known as exporters by a build_info of the last day.
+    down = query(
+        base,
+        f"count by ({host}) (up == 0 and on (job, instance) "
+        "last_over_time(undertaker_build_info[1d]))",
+    )
     return {
         "version": FLEET_JSON_VERSION,
         "hosts": hosts,
         "containers": containers,
         "parents": parents,
         "zombies": sum(row["zombies"] for row in hosts),
+        "down": sorted(item["metric"].get(host, "") for item in down),
     }
 
 
 def _text(doc: dict[str, Any]) -> list[str]:
+    down = []
+    if doc["down"]:
+        hosts = ", ".join(doc["down"])
+        down = [f"exporter down on {len(doc['down'])} hosts (zombies there unseen): {hosts}"]
     if not doc["hosts"]:
-        return ["no undertaker exporter found in this Prometheus"]
-    lines = [f"{doc['zombies']} zombies on {len(doc['hosts'])} hosts", ""]
+        return down or ["no undertaker exporter found in this Prometheus"]
+    lines = [f"{doc['zombies']} zombies on {len(doc['hosts'])} hosts", *down, ""]
     rows = [["HOST", "ZOMBIES", "LEADERS", "OLDEST", "VIEW"]]
     for h in doc["hosts"]:
         oldest = "-" if h["oldest_seconds"] is None else f"{h['oldest_seconds']:.0f}s"
@@ -204,4 +217,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         for line in _text(doc):
             print(line)
-    return EXIT_FOUND if doc["zombies"] else EXIT_OK
+    if doc["zombies"]:
+        return EXIT_FOUND
+    incomplete = doc["down"] or any(h["complete"] == 0 for h in doc["hosts"])
+    return EXIT_INCOMPLETE if incomplete else EXIT_OK  # as ps: none seen, but not all seen
