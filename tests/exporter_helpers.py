@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import json
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from undertaker.testing import _Workload, sleep_until
+
+_S = TypeVar("_S", bound=socketserver.BaseServer)
 
 _NAMESPACE_SCRIPT = r"""
 import json, os, subprocess, sys
@@ -133,3 +139,16 @@ def stop(proc: subprocess.Popen[Any], timeout: float = 10) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def serving(server: _S) -> Iterator[_S]:
+    """Run *server* in a thread of this process for the ``with`` block, then close it."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()

@@ -9,6 +9,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -21,6 +22,8 @@ import pytest
 from exporter_helpers import NamespaceExporter, parse_exposition
 from helpers import UNDERTAKER, cli, needs_namespace, run_hidden_as_nobody, run_in_namespace
 from test_cgroup_pids import PARENT as PIDS_CGROUP
+from undertaker.exporter import read_table
+from undertaker.proc import scan
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = {  # captured tree -> golden exposition (and the options it was made with)
@@ -179,6 +182,25 @@ def test_non_root_under_hidepid_says_what_it_missed() -> None:
         assert "undertaker_tasks_unseen" not in values
 
 
+@pytest.mark.skipif(
+    os.geteuid() != 0 or os.readlink("/proc/self/ns/pid") != "pid:[4026531836]",
+    reason="needs root in the initial PID namespace (a complete view)",
+)
+def test_nothing_is_unseen_when_nothing_is_hidden() -> None:
+    """Tasks born after the scan are not "unseen": with a complete view the gauge says 0."""
+    snapshot = scan(owners=False)
+    born = [subprocess.Popen(["sleep", "30"]) for _ in range(30)]  # after the scan
+    try:
+        reading = read_table(snapshot)
+    finally:
+        for proc in born:
+            proc.kill()  # our own children
+            proc.wait()
+    assert reading.complete
+    assert reading.kernel_tasks is not None  # counted after the scan: the 30 are in it
+    assert reading.tasks_unseen == 0
+
+
 @pytest.mark.skipif(PIDS_CGROUP is None, reason="needs root and a writable pids cgroup")
 def test_pids_cgroup_limit_is_exported() -> None:
     """In a cgroup with pids.max 50, the scrape exports the limit and the count against it."""
@@ -228,7 +250,11 @@ def test_bad_input_is_one_line() -> None:
 
 
 def test_sigterm_stops_the_server_cleanly() -> None:
-    """Serving until SIGTERM, then exit 0 with nothing more on stderr (as systemd expects)."""
+    """Serving until SIGTERM, then exit 0 with nothing more on stderr (as systemd expects).
+
+    Not even after scrapers hung up mid-request (a Prometheus scrape timeout):
+    the server's answer then meets EPIPE or ECONNRESET, which is routine.
+    """
     server = subprocess.Popen(
         [*UNDERTAKER, "exporter", "--listen", "127.0.0.1:0"],
         stderr=subprocess.PIPE,
@@ -239,8 +265,15 @@ def test_sigterm_stops_the_server_cleanly() -> None:
         line = server.stderr.readline()
         assert line.startswith("undertaker exporter: listening on http://127.0.0.1:")
         url = line.split()[-1].replace("/metrics", "/healthz")
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET /metrics HTTP/1.0\r\n")  # unfinished: EOF ends the headers
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()  # a reset, not a clean close
         with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310  (loopback)
             assert response.read() == b"ok\n"
+        time.sleep(0.5)  # the last answers to the reset clients are written by now
         server.send_signal(signal.SIGTERM)
         assert server.wait(30) == 0
         assert server.stderr.read() == ""

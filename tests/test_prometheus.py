@@ -14,6 +14,8 @@ import subprocess
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
@@ -53,38 +55,50 @@ def by_instance(url: str, promql: str) -> dict[str, float]:
     return {r["metric"]["instance"]: float(r["value"][1]) for r in query(url, promql)}
 
 
+@contextmanager
+def prometheus(tmp: Path, targets: list[str], labels: str = "{}") -> Iterator[str]:
+    """A Prometheus on loopback scraping *targets* every second, until its first samples."""
+    assert PROMETHEUS is not None
+    config = tmp / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: undertaker\n"
+        f"    static_configs: [{{targets: {targets!r}, labels: {labels}}}]\n"
+    )
+    port = free_port()
+    with (tmp / "log").open("w") as log:
+        server = subprocess.Popen(
+            [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/-/ready")
+        # Every target's first samples: ~5-6 s after start (the target-update cycle).
+        count = len(targets)
+        arrived = sleep_until(lambda: len(query(url, "undertaker_zombies")) == count, timeout=60)
+        assert arrived, (tmp / "log").read_text()[-2000:]
+        yield url
+    finally:
+        stop(server)
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     """Two exporters and a Prometheus scraping them every second, stopped whatever happens."""
-    assert PROMETHEUS is not None
-    tmp = tmp_path_factory.mktemp("prometheus")
     with (
         NamespaceExporter([("zalpha", 3)], leaders=1) as alpha,
         NamespaceExporter([("zbeta", 2), ("zgamma", 2)]) as beta,
+        # The target labels a Kubernetes scrape job attaches (the exporter's own pod).
+        prometheus(
+            tmp_path_factory.mktemp("prometheus"),
+            [alpha.address, beta.address],
+            "{container: exporter, pod: undertaker-exporter-x7k2p}",
+        ) as url,
     ):
-        config = tmp / "prometheus.yml"
-        config.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            "scrape_configs:\n"
-            "  - job_name: undertaker\n"
-            f"    static_configs: [{{targets: ['{alpha.address}', '{beta.address}']}}]\n"
-        )
-        port = free_port()
-        with (tmp / "log").open("w") as log:
-            server = subprocess.Popen(
-                [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
-                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-                stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        try:
-            url = f"http://127.0.0.1:{port}"
-            wait_http(f"{url}/-/ready")
-            # Both targets' first samples: ~5-6 s after start (the target-update cycle).
-            arrived = sleep_until(lambda: len(query(url, "undertaker_zombies")) == 2, timeout=60)
-            assert arrived, (tmp / "log").read_text()[-2000:]
-            yield Fleet(url, alpha, beta)
-        finally:
-            stop(server)
+        yield Fleet(url, alpha, beta)
 
 
 def test_prometheus_stores_what_each_exporter_saw(fleet: Fleet) -> None:
@@ -209,3 +223,23 @@ def test_metric_names_parser() -> None:
     expr = 'topk(10, sum by (instance, parent) (foo_total{a="b c"}[5m])) / on(x) bar > 0.8'
     assert metric_names(expr) == {"foo_total", "bar"}
     assert metric_names('count(up{job="x"} == 0) or vector(0)') == {"up"}
+
+
+def test_fleet_names_exporters_that_went_down(tmp_path: Path) -> None:
+    """An exporter that stops answering is listed as down, not silently left out: exit 3."""
+    exporter = NamespaceExporter([("zdown", 1)])
+    try:
+        with prometheus(tmp_path, [exporter.address]) as url:
+            exporter.close()  # its zombies' series go stale at the next failed scrape
+            assert sleep_until(lambda: by_instance(url, "up") == {exporter.address: 0}, 30)
+            done = cli("fleet", "--prometheus", url, "--json")
+            assert done.returncode == 3, done.stderr
+            doc = json.loads(done.stdout)
+            assert (doc["hosts"], doc["zombies"], doc["down"]) == ([], 0, [exporter.address])
+            text = cli("fleet", "--prometheus", url)
+            assert text.returncode == 3
+            assert text.stdout == (
+                f"exporter down on 1 hosts (zombies there unseen): {exporter.address}\n"
+            )
+    finally:
+        exporter.close()

@@ -8,7 +8,9 @@ parent, worst first. Hosts are told apart by a label, ``instance`` unless
 
 from __future__ import annotations
 
+import http.client
 import json
+import math
 import re
 import sys
 import urllib.error
@@ -16,7 +18,7 @@ import urllib.parse
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
-from undertaker.cli._common import EXIT_ERROR, EXIT_FOUND, EXIT_OK
+from undertaker.cli._common import EXIT_ERROR, EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK
 from undertaker.cli._style import table
 
 if TYPE_CHECKING:
@@ -39,7 +41,8 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "print zombies per host, per container and per parent command across the "
         "fleet, worst first.",
         epilog="Exit status: 0 no zombies anywhere, 1 zombies found, 2 error "
-        "(Prometheus unreachable or query refused, bad URL). JSON schema: docs/json.md.",
+        "(Prometheus unreachable or query refused, bad URL), 3 no zombies seen but an "
+        "exporter is down or sees only part of its host. JSON schema: docs/json.md.",
     )
     sub.add_argument(
         "--prometheus", required=True, metavar="URL", help="Prometheus base URL (http://host:9090)"
@@ -65,13 +68,41 @@ def query(base: str, promql: str) -> list[dict[str, Any]]:
         except ValueError:
             detail = err.reason
         raise QueryFailed(f"Prometheus refused {promql!r}: {detail}") from None
-    except (urllib.error.URLError, OSError, ValueError) as err:
+    except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
         raise QueryFailed(f"cannot query Prometheus at {base}: {reason}") from None
-    if doc.get("status") != "success" or doc["data"]["resultType"] != "vector":
-        raise QueryFailed(f"Prometheus answered {promql!r} with {doc.get('error', doc)}")
-    result: list[dict[str, Any]] = doc["data"]["result"]
+    except http.client.HTTPException as err:  # not HTTP at all: an SSH port, say
+        raise QueryFailed(f"{base} does not speak HTTP ({type(err).__name__})") from None
+    except ValueError:
+        raise QueryFailed(f"{base} answered {promql!r} with no JSON: is it Prometheus?") from None
+    if not isinstance(doc, dict) or doc.get("status") != "success":
+        error = doc.get("error", doc) if isinstance(doc, dict) else doc
+        raise QueryFailed(f"Prometheus answered {promql!r} with {str(error)[:200]}")
+    data = doc.get("data")
+    result = data.get("result") if isinstance(data, dict) else None
+    if (
+        not isinstance(data, dict)
+        or data.get("resultType") != "vector"
+        or not isinstance(result, list)
+        or not all(_is_sample(item) for item in result)
+    ):
+        raise QueryFailed(
+            f"{base} answered {promql!r} with no instant vector of numbers: is it Prometheus?"
+        )
     return result
+
+
+def _is_sample(item: object) -> bool:
+    """Whether *item* has the shape of an instant-vector sample with a finite value."""
+    if not isinstance(item, dict) or not isinstance(item.get("metric"), dict):
+        return False
+    value = item.get("value")
+    if not isinstance(value, list) or len(value) != 2:  # [time, "value"]
+        return False
+    try:
+        return math.isfinite(float(value[1]))
+    except (TypeError, ValueError):
+        return False
 
 
 def _rows(base: str, promql: str, labels: list[str]) -> list[dict[str, Any]]:
@@ -101,27 +132,41 @@ def gather(base: str, host: str) -> dict[str, Any]:
             row[key] = None if value is None else (value if key == "oldest_seconds" else int(value))
     containers = _rows(
         base,
-        f"sum by ({host}, container, runtime, pod) (undertaker_zombies_by_container) > 0",
-        [host, "container", "runtime", "pod"],
+        f"sum by ({host}, container_id, runtime, pod_uid) (undertaker_zombies_by_container) > 0",
+        [host, "container_id", "runtime", "pod_uid"],
     )
+    for row in containers:  # the JSON keeps its names (docs/json.md)
+        row["container"], row["pod"] = row.pop("container_id"), row.pop("pod_uid")
     parents = _rows(
         base, f"sum by ({host}, parent) (undertaker_zombies_by_parent) > 0", [host, "parent"]
     )
     for row in [*hosts, *containers, *parents]:
         row["host"] = row.pop(host)
+    # Exporters Prometheus failed to scrape last time: their series went stale, so
+    # they are missing above. Known as exporters by a build_info of the last day.
+    down = query(
+        base,
+        f"count by ({host}) (up == 0 and on (job, instance) "
+        "last_over_time(undertaker_build_info[1d]))",
+    )
     return {
         "version": FLEET_JSON_VERSION,
         "hosts": hosts,
         "containers": containers,
         "parents": parents,
         "zombies": sum(row["zombies"] for row in hosts),
+        "down": sorted(item["metric"].get(host, "") for item in down),
     }
 
 
 def _text(doc: dict[str, Any]) -> list[str]:
+    down = []
+    if doc["down"]:
+        hosts = ", ".join(doc["down"])
+        down = [f"exporter down on {len(doc['down'])} hosts (zombies there unseen): {hosts}"]
     if not doc["hosts"]:
-        return ["no undertaker exporter found in this Prometheus"]
-    lines = [f"{doc['zombies']} zombies on {len(doc['hosts'])} hosts", ""]
+        return down or ["no undertaker exporter found in this Prometheus"]
+    lines = [f"{doc['zombies']} zombies on {len(doc['hosts'])} hosts", *down, ""]
     rows = [["HOST", "ZOMBIES", "LEADERS", "OLDEST", "VIEW"]]
     for h in doc["hosts"]:
         oldest = "-" if h["oldest_seconds"] is None else f"{h['oldest_seconds']:.0f}s"
@@ -144,7 +189,10 @@ def _text(doc: dict[str, Any]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Query and print; exit 1 when any host has zombies."""
-    scheme = urllib.parse.urlsplit(args.prometheus).scheme
+    try:
+        scheme = urllib.parse.urlsplit(args.prometheus).scheme
+    except ValueError:  # an unclosed IPv6 bracket, say
+        scheme = ""
     if scheme not in ("http", "https"):
         print(
             "undertaker fleet: error: --prometheus must be an http(s) URL, "
@@ -169,4 +217,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         for line in _text(doc):
             print(line)
-    return EXIT_FOUND if doc["zombies"] else EXIT_OK
+    if doc["zombies"]:
+        return EXIT_FOUND
+    incomplete = doc["down"] or any(h["complete"] == 0 for h in doc["hosts"])
+    return EXIT_INCOMPLETE if incomplete else EXIT_OK  # as ps: none seen, but not all seen

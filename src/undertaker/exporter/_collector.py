@@ -103,7 +103,9 @@ class ZombieCollector:
             "zombies_by_container",
             "Zombies by their parent's container, from its cgroup (top N, then other; "
             "none: not in a container).",
-            labels=["container", "runtime", "pod"],
+            # Not container and pod: Kubernetes scrape configs attach those to every
+            # series (the exporter's own), and the clash would rename ours exported_*.
+            labels=["container_id", "runtime", "pod_uid"],
         )
         for key, count in r.by_container:
             container.add_metric(list(key), count)
@@ -156,7 +158,8 @@ class ZombieCollector:
         if r.tasks_unseen is not None:
             yield _gauge(
                 "tasks_unseen",
-                "Tasks the kernel counts that the scan could not see (hidepid, other users).",
+                "Tasks the kernel counts that the scan could not see (hidepid, other users); "
+                "0 when nothing is hidden.",
                 r.tasks_unseen,
             )
         yield _gauge(

@@ -28,7 +28,7 @@ OTHER = "other"  # the label value that sums everything past the top N
 NO_CONTAINER = "none"  # a parent in no container we can name (the host, a bare namespace)
 UNKNOWN = "unknown"  # the parent is hidden from us or exited during the scrape
 
-ContainerKey = tuple[str, str, str]  # (container, runtime, pod)
+ContainerKey = tuple[str, str, str]  # (container_id, runtime, pod_uid)
 _Label = TypeVar("_Label", str, ContainerKey)
 
 
@@ -109,7 +109,10 @@ def read_table(
     pids_used = coverage.pid_limit.used if coverage.pid_limit is not None else snapshot.pids_used
     unseen = None
     if coverage.tasks is not None and coverage.child_namespace is False:
-        unseen = max(coverage.tasks - snapshot.pids_used, 0)  # both count initial-namespace tasks
+        # Both count initial-namespace tasks. With nothing hidden, a difference is
+        # only tasks born since the scan (the kernel's count is read after it).
+        gap = max(coverage.tasks - snapshot.pids_used, 0)
+        unseen = gap if coverage.incomplete else 0
     cgroup = snapshot.cgroup_pids
     return Reading(
         taken_at=snapshot.taken_at,

@@ -339,6 +339,7 @@ def _read_table(
     processes: dict[int, Process] = {}
     keys: dict[int, ZombieKey] = {}
     unreadable = vanished = 0
+    retry: list[str] = []  # held files whose process went; the PID may be someone new
     stat, open_, pread, close = os.stat, os.open, os.pread, os.close
     flags = os.O_RDONLY | os.O_CLOEXEC  # a held file must not leak into children
     fstat = os.fstat
@@ -351,7 +352,7 @@ def _read_table(
         try:
             uid = stat(name, dir_fd=dir_fd).st_uid if owners else None
             fd = fds.get(name, -1)
-            keep = fd >= 0
+            keep = reused = fd >= 0
             if not keep:
                 fd = open_(name + "/stat", flags, dir_fd=dir_fd)
                 if room > 0:
@@ -375,10 +376,13 @@ def _read_table(
                     close(fd)
         except (FileNotFoundError, ProcessLookupError):
             # Exited between listdir and here: normal, not an error. A held file
-            # of a reaped process fails so even if its PID was reused since: the
-            # new process is read, from a fresh file, on the next scan.
+            # of a reaped process fails so even if its PID was reused since; the
+            # PID is read once more below, from a fresh file, in case it was.
             if held is not None:
                 held.drop(name)
+                if reused:
+                    retry.append(name)
+                    continue
             vanished += 1
             continue
         except OSError:
@@ -433,4 +437,10 @@ def _read_table(
                 boot + start_ticks * tick,
             ),
         )
+    if retry:  # fresh files now: a second failure means the PID is really gone
+        again = _read_table(retry, dir_fd, boot, owners, held)
+        processes.update(again[0])
+        keys.update(again[1])
+        unreadable += again[2]
+        vanished += again[3]
     return processes, keys, unreadable, vanished
