@@ -210,3 +210,26 @@ def test_pid_exhaustion_without_a_pids_cgroup_uses_a_fresh_uid() -> None:
     assert result["data"]["limit"].startswith("RLIMIT_NPROC 13 as unused uid")
     assert result["data"]["zombies"] == 12  # 13 tasks allowed, the filler one of them
     assert result["data"]["fork_after_reaping"]
+
+
+_IN_NEW_SESSION = r"""
+import json, os
+from undertaker.lab import run_isolated
+os.setsid()  # as under a service manager or a CI runner: the lab leads its own session
+print(json.dumps(run_isolated("stop-continue")))
+"""
+
+
+def test_stop_continue_holds_when_the_lab_leads_its_own_session() -> None:
+    """SIGTSTP still stops the child when the lab's own process group is orphaned."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IN_NEW_SESSION],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["status"] == "confirmed", result
+    assert result["data"]["calls"]["SIGTSTP: waitpid(WUNTRACED)"] == "stopped by SIGTSTP"
