@@ -297,6 +297,7 @@ def pid_exhaustion(lab: Lab) -> Verdict:
         where = f"RLIMIT_NPROC as unused uid {rlimit} (its tasks + {LIMIT})"
     else:
         rlimit, where = "own", f"RLIMIT_NPROC (our uid's tasks + {LIMIT})"
+    filler = 0
     try:
         if group is not None:
             _write(os.path.join(group, "pids.max"), str(LIMIT))
@@ -313,7 +314,10 @@ def pid_exhaustion(lab: Lab) -> Verdict:
         gate.release()
         after = report.recv()
         lab.collect([filler])
+        filler = 0
     finally:
+        if filler:  # stopped early (Ctrl-C, the time budget): empty the cgroup first
+            lab.collect([filler], timeout=0)
         if group is not None:
             _remove_group(group)
     held = sum(r["state"] == "Z" for r in rows)
