@@ -144,7 +144,8 @@ def _key_observations(result: dict[str, Any]) -> None:
         ),
         "zombie-cost": lambda: (
             data["zombies_holding_pids"] == data["zombies"]
-            and "task_struct" in data["per_zombie"]["caches"]
+            and data["zombie_user_pages"] == 0
+            and data["per_zombie"]["slab_bytes"] != 0
         ),
         "pid-exhaustion": lambda: (
             data["zombies"] == 11 and data["pids_current"] == 12 and data["fork_after_reaping"]
@@ -233,3 +234,35 @@ def test_stop_continue_holds_when_the_lab_leads_its_own_session() -> None:
     result = json.loads(done.stdout)
     assert result["status"] == "confirmed", result
     assert result["data"]["calls"]["SIGTSTP: waitpid(WUNTRACED)"] == "stopped by SIGTSTP"
+
+
+_BUSY_SLABS = r"""
+import json
+import undertaker
+from undertaker.lab import _cost
+from undertaker.lab._core import Lab
+undertaker.become_subreaper()
+read, calls = _cost._slab_objects, []
+def busy():  # 300 other tasks start while the zombies are counted, and end after
+    found = read()
+    calls.append(1)
+    if found is not None and len(calls) == 2:
+        objects, size = found["task_struct"]
+        found["task_struct"] = (objects + 300, size)
+    return found
+_cost._slab_objects = busy
+lab = Lab(namespace=False)
+verdict = _cost.zombie_cost.run(lab)
+print(json.dumps({"verdict": verdict.verdict, "why": verdict.why, "data": lab.data}))
+"""
+
+
+def test_zombie_cost_verdict_does_not_rest_on_machine_wide_slab_counts() -> None:
+    """Other tasks hiding task_struct in /proc/slabinfo leave the verdict as it is."""
+    done = subprocess.run(
+        [sys.executable, "-c", _BUSY_SLABS], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["verdict"] == "confirmed", result
+    assert result["data"]["zombies_holding_pids"] == 200
