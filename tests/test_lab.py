@@ -266,3 +266,30 @@ def test_zombie_cost_verdict_does_not_rest_on_machine_wide_slab_counts() -> None
     result = json.loads(done.stdout)
     assert result["verdict"] == "confirmed", result
     assert result["data"]["zombies_holding_pids"] == 200
+
+
+_LATE_CHILD = r"""
+import json
+import undertaker
+from undertaker.lab import _three
+from undertaker.lab._core import Lab
+undertaker.become_subreaper()
+_three.DELAYS = (0.03, 0.10, 0.30)  # the last child late, as on a busy machine
+results = {}
+for exp in (_three.three_no_wait, _three.three_sig_ign):
+    lab = Lab(namespace=False)
+    results[exp.id] = [exp.run(lab).verdict, lab.data["states"]]
+print(json.dumps(results))
+"""
+
+
+def test_three_children_verdicts_survive_a_late_child() -> None:
+    """A child that ends after the parent's scaled sleep(20) changes no verdict."""
+    done = subprocess.run(
+        [sys.executable, "-c", _LATE_CHILD], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "three-no-wait": ["confirmed", ["Z", "Z", "Z"]],
+        "three-sig-ign": ["confirmed", [None, None, None]],
+    }
