@@ -223,17 +223,18 @@ print(json.dumps(run_isolated("stop-continue")))
 
 def test_stop_continue_holds_when_the_lab_leads_its_own_session() -> None:
     """SIGTSTP still stops the child when the lab's own process group is orphaned."""
-    done = subprocess.run(
-        [sys.executable, "-c", _IN_NEW_SESSION],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = _script(_IN_NEW_SESSION)
     assert result["status"] == "confirmed", result
     assert result["data"]["calls"]["SIGTSTP: waitpid(WUNTRACED)"] == "stopped by SIGTSTP"
+
+
+def _script(code: str) -> Any:
+    """Run *code* in a fresh interpreter; it must exit 0 and print one JSON document."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 _BUSY_SLABS = r"""
@@ -259,11 +260,7 @@ print(json.dumps({"verdict": verdict.verdict, "why": verdict.why, "data": lab.da
 
 def test_zombie_cost_verdict_does_not_rest_on_machine_wide_slab_counts() -> None:
     """Other tasks hiding task_struct in /proc/slabinfo leave the verdict as it is."""
-    done = subprocess.run(
-        [sys.executable, "-c", _BUSY_SLABS], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = _script(_BUSY_SLABS)
     assert result["verdict"] == "confirmed", result
     assert result["data"]["zombies_holding_pids"] == 200
 
@@ -285,11 +282,7 @@ print(json.dumps(results))
 
 def test_three_children_verdicts_survive_a_late_child() -> None:
     """A child that ends after the parent's scaled sleep(20) changes no verdict."""
-    done = subprocess.run(
-        [sys.executable, "-c", _LATE_CHILD], capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {
+    assert _script(_LATE_CHILD) == {
         "three-no-wait": ["confirmed", ["Z", "Z", "Z"]],
         "three-sig-ign": ["confirmed", [None, None, None]],
     }
