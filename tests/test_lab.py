@@ -286,3 +286,27 @@ def test_three_children_verdicts_survive_a_late_child() -> None:
         "three-no-wait": ["confirmed", ["Z", "Z", "Z"]],
         "three-sig-ign": ["confirmed", [None, None, None]],
     }
+
+
+_LATE_SIGNAL = r"""
+import json, os, time
+import undertaker
+from undertaker.lab import _waiting
+from undertaker.lab._core import Lab
+undertaker.become_subreaper()
+send = os.kill
+def late_kill(pid, sig):  # the sender scheduled late, as on a busy machine
+    time.sleep(0.4)
+    send(pid, sig)
+os.kill = late_kill
+lab = Lab(namespace=False)
+verdict = _waiting.waitpid_eintr.run(lab)
+print(json.dumps({"verdict": verdict.verdict, "caught": lab.data["caught"]}))
+"""
+
+
+def test_waitpid_eintr_does_not_race_the_signal_against_the_child() -> None:
+    """A signal sent late still finds waitpid blocked: the verdict does not flip."""
+    result = _script(_LATE_SIGNAL)
+    assert result["verdict"] == "refuted", result
+    assert result["caught"]["errno"] == "EINTR"
