@@ -86,7 +86,9 @@ def _key_observations(result: dict[str, Any]) -> None:
             and data["blocked"]["zombies"] == data["sleeping"]["zombies"] == 0
         ),
         "handler-article": lambda: data["reaped"] == 1 and data["zero"] > 0,
-        "sigign-no-zombies": lambda: "Z" not in data["states"] and data["wait"] == "ECHILD",
+        "sigign-no-zombies": lambda: (
+            "Z" not in data["states"] and data["wait"] == "ECHILD" and data["running_at_wait"] == 1
+        ),
         "sigign-handover": lambda: (
             data["handed_to_adopter"] == [] and data["ppids"] == [data["parent"]]
         ),

@@ -350,6 +350,18 @@ def children() -> list[int]:
     return found
 
 
+def sleeps_in_wait(pid: int) -> bool:
+    """Whether *pid* sleeps in wait4 (its ``wchan``), or just sleeps where ``wchan`` is hidden."""
+    try:
+        with open(f"/proc/{pid}/wchan") as wchan:
+            where = wchan.read().strip()
+    except OSError:
+        where = ""
+    if where not in ("", "0"):
+        return where == "do_wait"
+    return proc_state(pid) == "S"
+
+
 def zombie_children() -> list[int]:
     """Our children that are zombies (a child reaped meanwhile is skipped)."""
     found = []

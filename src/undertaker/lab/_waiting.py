@@ -19,9 +19,10 @@ from undertaker.lab._core import (
     Verdict,
     decide,
     experiment,
+    sleeps_in_wait,
     zombie_children,
 )
-from undertaker.testing import proc_state, sleep_until
+from undertaker.testing import sleep_until
 from undertaker.wait import WaitStatus
 
 
@@ -192,18 +193,6 @@ def waitpid_echild(lab: Lab) -> Verdict:
     )
 
 
-def _in_wait(pid: int) -> bool:
-    """Whether *pid* sleeps in wait4 (its ``wchan``), or just sleeps where ``wchan`` is hidden."""
-    try:
-        with open(f"/proc/{pid}/wchan") as wchan:
-            where = wchan.read().strip()
-    except OSError:
-        where = ""
-    if where not in ("", "0"):
-        return where == "do_wait"
-    return proc_state(pid) == "S"
-
-
 def _eintr_trial(libc: Any, sig: int, *, restart: bool | None) -> dict[str, Any]:
     """Block in libc's waitpid while another child sends us *sig*.
 
@@ -226,7 +215,7 @@ def _eintr_trial(libc: Any, sig: int, *, restart: bool | None) -> dict[str, Any]
     me = os.getpid()
     sender = os.fork()
     if sender == 0:
-        sleep_until(lambda: _in_wait(me), 2.0)
+        sleep_until(lambda: sleeps_in_wait(me), 2.0)
         os.kill(me, sig)
         if caught:
             select.select([woke_read], [], [], 2.0)
