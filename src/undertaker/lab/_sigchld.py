@@ -199,13 +199,15 @@ def handler_article(lab: Lab) -> Verdict:
     )
     lab.record(**spins)
     return decide(
-        spins["zero"] > 0,
+        spins["zero"] > 0 and spins["reaped"] == 1,
         Verdict(
             DEPENDS,
             "it returns only when no child is left (ECHILD); with another child alive it "
             "spins on waitpid() returning 0, which the article's loop never checks",
         ),
-        Verdict(CONFIRMED, "the handler reaped the child and returned"),
+        Verdict(CONFIRMED, "the handler reaped the child and returned")
+        if spins["reaped"] == 1
+        else Verdict(REFUTED, f"the handler reaped {spins['reaped']} children, not the one"),
     )
 
 
