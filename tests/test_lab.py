@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from undertaker.lab import EXPERIMENTS, SEEDS, run_isolated
+from undertaker.lab._programs import cores_stay_local
 
 # experiment id -> the verdict the kernel of our machines gives
 EXPECTED = {
@@ -47,7 +49,10 @@ EXPECTED = {
     "three-no-wait": "confirmed",
     "tty-ctrl-c": "confirmed",
     "tty-ctrl-z": "confirmed",
-    "tty-ctrl-backslash": "confirmed",
+    # a core file only if the limit the lab is started with allows one (`ulimit -c`)
+    "tty-ctrl-backslash": "confirmed"
+    if resource.getrlimit(resource.RLIMIT_CORE)[0] != 0 and cores_stay_local()
+    else "depends",
     "tty-ctrl-d": "confirmed",
     "echo-server-reap": "depends",
     "echo-server-no-reap": "confirmed",
@@ -131,8 +136,12 @@ def _key_observations(result: dict[str, Any]) -> None:
         ),
         "tty-ctrl-z": lambda: data["states"] == ["T", "T"],
         "tty-ctrl-backslash": lambda: (
-            data["foreground"] == ["killed by SIGQUIT (core dumped)"] * 2
-            and data["core_files"] == 2
+            (
+                data["raised"]["foreground"] == ["killed by SIGQUIT (core dumped)"] * 2
+                and data["raised"]["core_files"] == 2
+            )
+            if data["cores_stay_local"]
+            else data["raised"]["foreground"][0].startswith("killed by SIGQUIT")
         ),
         "tty-ctrl-d": lambda: data["read"]["bytes"] == 0,
         "echo-server-reap": lambda: (
@@ -230,10 +239,10 @@ def test_stop_continue_holds_when_the_lab_leads_its_own_session() -> None:
     assert result["data"]["calls"]["SIGTSTP: waitpid(WUNTRACED)"] == "stopped by SIGTSTP"
 
 
-def _script(code: str) -> Any:
+def _script(code: str, *args: str) -> Any:
     """Run *code* in a fresh interpreter; it must exit 0 and print one JSON document."""
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -312,3 +321,22 @@ def test_waitpid_eintr_does_not_race_the_signal_against_the_child() -> None:
     result = _script(_LATE_SIGNAL)
     assert result["verdict"] == "refuted", result
     assert result["caught"]["errno"] == "EINTR"
+
+
+_CORE_LIMIT = r"""
+import json, resource, sys
+from undertaker.lab import run_isolated
+hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+resource.setrlimit(resource.RLIMIT_CORE, (int(sys.argv[1]) if sys.argv[1] else hard, hard))
+print(json.dumps(run_isolated("tty-ctrl-backslash")))
+"""
+
+
+@pytest.mark.skipif(not cores_stay_local(), reason="core_pattern sends cores elsewhere")
+def test_ctrl_backslash_core_is_judged_with_the_limit_the_lab_got() -> None:
+    """`ulimit -c 0` (a common default): no core, so 'dumps core' depends; unlimited: confirmed."""
+    for soft, verdict, cores in (("0", "depends", 0), ("", "confirmed", 2)):
+        result = _script(_CORE_LIMIT, soft)
+        assert result["status"] == verdict, result
+        assert result["data"]["inherited"]["core_files"] == cores
+        assert result["data"]["raised"]["core_files"] == 2
