@@ -340,3 +340,23 @@ def test_ctrl_backslash_core_is_judged_with_the_limit_the_lab_got() -> None:
         assert result["status"] == verdict, result
         assert result["data"]["inherited"]["core_files"] == cores
         assert result["data"]["raised"]["core_files"] == 2
+
+
+_SIG_IGN_TEN_TIMES = r"""
+import json
+import undertaker
+from undertaker.lab import _sigchld
+from undertaker.lab._core import Lab
+undertaker.become_subreaper()
+running = []
+for _ in range(10):
+    lab = Lab(namespace=False)
+    _sigchld.sigign_no_zombies.run(lab)
+    running.append(lab.data["running_at_wait"])
+print(json.dumps(running))
+"""
+
+
+def test_sig_ign_wait_starts_before_the_last_child_ends() -> None:
+    """The last child is let go only once the parent sleeps in wait(): 'it blocked' every time."""
+    assert _script(_SIG_IGN_TEN_TIMES) == [1] * 10

@@ -351,15 +351,17 @@ def children() -> list[int]:
 
 
 def sleeps_in_wait(pid: int) -> bool:
-    """Whether *pid* sleeps in wait4 (its ``wchan``), or just sleeps where ``wchan`` is hidden."""
+    """Whether *pid* sleeps in wait4, by its ``wchan``.
+
+    Only the function name counts: ``0`` is also what a running task shows,
+    so the state letter read next could be a sleep that is not a wait.
+    Where ``wchan`` is hidden, callers wait until their timeout instead.
+    """
     try:
         with open(f"/proc/{pid}/wchan") as wchan:
-            where = wchan.read().strip()
+            return wchan.read().strip() == "do_wait"
     except OSError:
-        where = ""
-    if where not in ("", "0"):
-        return where == "do_wait"
-    return proc_state(pid) == "S"
+        return False
 
 
 def zombie_children() -> list[int]:
