@@ -16,13 +16,28 @@ from undertaker.lab import EXPERIMENTS
 
 
 def test_list_shows_every_experiment_with_its_article() -> None:
-    """lab list: one line per experiment, id, article and claim."""
+    """lab list: each experiment's id, article and claim, the claim wrapped within 80 columns."""
     done = cli("lab", "list")
     assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
     for exp in EXPERIMENTS:
-        line = next(line for line in done.stdout.splitlines() if line.startswith(exp.id + " "))
-        assert exp.seed in line
-        assert exp.claim in line
+        first = next(i for i, line in enumerate(lines) if line.startswith(exp.id + " "))
+        assert lines[first].split()[1] == exp.seed
+        entry = [lines[first][31:]]
+        entry += [line.strip() for line in lines[first + 1 :] if line.startswith(" " * 31)][:3]
+        assert exp.claim in " ".join(entry)
+
+
+def test_run_output_is_readable_at_80_columns() -> None:
+    """Claims, observations, verdicts and the summary wrap to the width; nothing is lost."""
+    done = cli("lab", "run", "handler-once", "waitpid-options", "--color", "never")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    text = " ".join(line.strip() for line in lines)
+    assert "WCONTINUED since Linux 2.6.10" in text
+    assert "a SIGCHLD handler that calls waitpid() once per signal collects every child" in text
 
 
 @pytest.mark.smoke

@@ -9,6 +9,7 @@ was observed and a verdict: confirmed, refuted or depends.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from undertaker.lab import (
     find,
     run_isolated,
 )
+from undertaker.wait import signal_name
 
 if TYPE_CHECKING:
     import argparse
@@ -43,7 +45,8 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "process-table lines that matter, the observations, and a verdict (confirmed, "
         "refuted, depends) with one sentence why. Nothing is left behind.",
         epilog="Exit status: 0 every experiment ran (or was skipped for lack of a "
-        "privilege), 1 an experiment failed to run, 2 bad usage, 3 unknown experiment id. "
+        "privilege), 1 an experiment failed to run, 2 bad usage, 3 unknown experiment id, "
+        "128+N stopped by signal N (the running experiment is cleaned up first). "
         "A refuted claim is a result, not a failure. JSON schema: docs/json.md.",
     )
     actions = lab.add_subparsers(dest="lab_command", metavar="ACTION", parser_class=type(lab))
@@ -91,11 +94,21 @@ def _run(args: argparse.Namespace) -> int:
     style = Style(use_color(args.color))
     namespace = can_use_namespace()
     results: list[dict[str, Any]] = []
-    for exp in chosen:
-        result = run_isolated(exp.id, namespace)
-        results.append(result)
-        if not args.json:
-            print(render_result(result, style) + "\n", flush=True)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # kill, timeout(1), a closed terminal
+        signal.signal(sig, _stopped)
+    try:
+        for exp in chosen:
+            result = run_isolated(exp.id, namespace)  # cleans up its sandbox if interrupted
+            results.append(result)
+            if not args.json:
+                print(render_result(result, style) + "\n", flush=True)
+    except _Stopped as stop:
+        print(
+            f"undertaker lab run: stopped by {signal_name(stop.signum)} after "
+            f"{len(results)} of {len(chosen)} experiments; nothing was left running",
+            file=sys.stderr,
+        )
+        return 128 + stop.signum
     if args.json:
         doc = {
             "version": LAB_JSON_VERSION,
@@ -107,6 +120,20 @@ def _run(args: argparse.Namespace) -> int:
     elif len(results) > 1:
         print(render_summary(results, style))
     return exit_status(results)
+
+
+class _Stopped(Exception):
+    """SIGTERM or SIGHUP: stop after cleaning up the running experiment."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stopped(signum: int, _frame: object) -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # once: the clean-up must not be cut short
+        signal.signal(sig, signal.SIG_IGN)
+    raise _Stopped(signum)
 
 
 def exit_status(results: list[dict[str, Any]]) -> int:

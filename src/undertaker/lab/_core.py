@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import time
 import traceback
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ DEPENDS = "depends"
 VERDICTS = (CONFIRMED, REFUTED, DEPENDS)
 SKIPPED = "skipped"  # could not run here (privilege, kernel feature): not a failure
 ERROR = "error"  # the experiment itself failed: a defect or a broken machine
+# What stops the lab (Ctrl-C, kill, a closed terminal): the sandbox handles them.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # The seed articles, by the number their file names start with.
 SEEDS = {
@@ -173,10 +176,17 @@ class Lab:
         *name* becomes its command name (``comm``, as ``ps`` shows it). An
         exception in the child is printed to stderr and exits 70.
         """
+        # Blocked across fork: a stop signal sent to the new child before it has
+        # dropped the sandbox's handlers waits, then gets the default action.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pid = os.fork()
+        if pid != 0:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         if pid == 0:
             code = 0
             try:
+                restore_signals()
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
                 if name:
                     set_comm(name)
                 code = target(*args) or 0
@@ -295,6 +305,33 @@ class Lab:
         return rows
 
 
+def restore_signals() -> None:
+    """Give a child the usual dispositions back: the sandbox's stop handlers are its own.
+
+    An experiment relies on defaults (SIGHUP's ends the PDEATHSIG child).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def default_signals() -> None:
+    """Undo the signal dispositions and mask the lab inherited.
+
+    ``nohup`` ignores SIGHUP, a background job of a script SIGINT and
+    SIGQUIT, some supervisors SIGCHLD or a blocked mask; an ignored signal
+    stays ignored across fork and exec, down to the experiment's processes,
+    and would change what the kernel is seen to do. SIGPIPE and SIGXFSZ stay
+    as Python sets them.
+    """
+    keep = {signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ}
+    for sig in signal.valid_signals() - keep:
+        if signal.getsignal(sig) == signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def set_comm(name: str) -> None:
     """Set our command name (as ``prctl(PR_SET_NAME)``), so the tables say who is who."""
     with open("/proc/self/comm", "w") as comm:
@@ -311,6 +348,20 @@ def children() -> list[int]:
         except FileNotFoundError:
             continue  # the thread ended since the listing
     return found
+
+
+def sleeps_in_wait(pid: int) -> bool:
+    """Whether *pid* sleeps in wait4, by its ``wchan``.
+
+    Only the function name counts: ``0`` is also what a running task shows,
+    so the state letter read next could be a sleep that is not a wait.
+    Where ``wchan`` is hidden, callers wait until their timeout instead.
+    """
+    try:
+        with open(f"/proc/{pid}/wchan") as wchan:
+            return wchan.read().strip() == "do_wait"
+    except OSError:
+        return False
 
 
 def zombie_children() -> list[int]:

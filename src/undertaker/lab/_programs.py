@@ -43,16 +43,19 @@ def count_cores(core_dir: str) -> int:
     return sum(len(files) for _, _, files in os.walk(core_dir))
 
 
-def exec_sleep(core_dir: str | None) -> NoReturn:
+def exec_sleep(core_dir: str | None, inherit_limit: bool = False) -> NoReturn:
     """Become ``sleep 5``; dump core into a directory of our own under *core_dir*, or never.
 
     Each process gets its own directory: with the plain pattern ``core`` two
-    dumps in one directory would overwrite each other.
+    dumps in one directory would overwrite each other. The soft RLIMIT_CORE
+    is raised to the hard one, or with *inherit_limit* left as the lab got it.
     """
-    hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+    soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
     if core_dir is not None:
         core_dir = os.path.join(core_dir, str(os.getpid()))
         os.mkdir(core_dir)
         os.chdir(core_dir)
-    resource.setrlimit(resource.RLIMIT_CORE, (hard if core_dir else 0, hard))
+    if not inherit_limit:
+        soft = hard if core_dir else 0
+    resource.setrlimit(resource.RLIMIT_CORE, (soft, hard))
     os.execv(SLEEP, [SLEEP, "5"])  # noqa: S606  (a fixed program, no shell)

@@ -18,6 +18,7 @@ from undertaker.lab._core import (
     children,
     decide,
     experiment,
+    sleeps_in_wait,
     zombie_children,
 )
 from undertaker.wait import WaitStatus
@@ -198,52 +199,68 @@ def handler_article(lab: Lab) -> Verdict:
     )
     lab.record(**spins)
     return decide(
-        spins["zero"] > 0,
+        spins["zero"] > 0 and spins["reaped"] == 1,
         Verdict(
             DEPENDS,
             "it returns only when no child is left (ECHILD); with another child alive it "
             "spins on waitpid() returning 0, which the article's loop never checks",
         ),
-        Verdict(CONFIRMED, "the handler reaped the child and returned"),
+        Verdict(CONFIRMED, "the handler reaped the child and returned")
+        if spins["reaped"] == 1
+        else Verdict(REFUTED, f"the handler reaped {spins['reaped']} children, not the one"),
     )
 
 
-def _ignoring_parent(report: Pipe) -> int:
+def _ignoring_parent(report: Pipe, last: Gate) -> int:
     """The article's signal(SIGCHLD, SIG_IGN), set before any child exists."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     kids = []
-    for delay in (0.0, 0.0, 0.1):
+    for held in (False, False, True):  # the last ends once we block in wait()
         pid = os.fork()
         if pid == 0:
-            time.sleep(delay)
+            if held:
+                last.wait()
             os._exit(3)
         kids.append(pid)
     report.send({"children": kids})
     time.sleep(0.03)
+    running = len(children())  # with SIG_IGN an ended child is gone at once: these still run
     started = time.monotonic()
     try:
         pid, status = os.waitpid(-1, 0)
         got = f"pid {pid}: {WaitStatus(status)}"
     except ChildProcessError:
         got = "ECHILD"
-    report.send({"wait": got, "waited_ms": round(1000 * (time.monotonic() - started), 1)})
+    report.send(
+        {
+            "wait": got,
+            "waited_ms": round(1000 * (time.monotonic() - started), 1),
+            "running_at_wait": running,
+        }
+    )
     time.sleep(0.05)  # alive while the lab looks for handed-over children
     return 0
 
 
 def _watch_ignored(lab: Lab) -> dict[str, Any]:
     """Run the SIG_IGN parent; sample its children's states; see whether the adopter got any."""
-    report = Pipe()
-    parent = lab.fork(_ignoring_parent, report, name="ignorer")
+    report, last = Pipe(), Gate()
+    parent = lab.fork(_ignoring_parent, report, last, name="ignorer")
     kids = report.recv()["children"]
+    waiting = False
     seen: dict[int, set[str]] = {pid: set() for pid in kids}
     parents: dict[int, set[int]] = {pid: set() for pid in kids}
-    deadline = time.monotonic() + 0.3
+    deadline = time.monotonic() + 3.0
     while time.monotonic() < deadline and any(lab.state(p) for p in kids):
+        if not waiting and sleeps_in_wait(parent):
+            waiting = True
+            last.release()
         for row in lab.rows(kids):
             if row["state"] is not None:
                 seen[row["pid"]].add(row["state"])
                 parents[row["pid"]].add(row["ppid"])
+    if not waiting:
+        last.release()  # the parent never blocked in wait(): let the last child go anyway
     lab.ps("children of the SIG_IGN parent, after they exited", [parent, *kids])
     waited = report.recv()
     handed = [pid for pid, _ in lab.reap_any() if pid != parent]
@@ -251,12 +268,17 @@ def _watch_ignored(lab: Lab) -> dict[str, Any]:
     states = sorted(set().union(*seen.values()))
     ppids = sorted(set().union(*parents.values()))
     lab.say(
-        f"the children showed states {', '.join(states) or 'none'}, never Z, "
-        f"with PPID {', '.join(map(str, ppids))} (the parent) until they vanished"
+        f"the children showed states {', '.join(states) or 'none'}"
+        f"{'' if 'Z' in states else ', never Z,'} with PPID "
+        f"{', '.join(map(str, ppids))} until they vanished"
+    )
+    blocked = (
+        f"it blocked, {waited['running_at_wait']} child still running, until the last ended"
+        if waited["running_at_wait"]
+        else "every child had already ended when it was called"
     )
     lab.say(
-        f"the parent's wait() returned {waited['wait']} after {waited['waited_ms']} ms: "
-        "it blocked until the last child ended"
+        f"the parent's wait() returned {waited['wait']} after {waited['waited_ms']} ms: {blocked}"
     )
     lab.say(f"the adopter was handed {len(handed)} of them")
     return {
@@ -266,6 +288,7 @@ def _watch_ignored(lab: Lab) -> dict[str, Any]:
         "handed_to_adopter": handed,
         "wait": waited["wait"],
         "waited_ms": waited["waited_ms"],
+        "running_at_wait": waited["running_at_wait"],
     }
 
 
@@ -278,12 +301,12 @@ def sigign_no_zombies(lab: Lab) -> Verdict:
     """SIG_IGN set before the children exit."""
     seen = _watch_ignored(lab)
     lab.record(**seen)
+    blocked = "it blocked until all had ended, then" if seen["running_at_wait"] else "it"
     return decide(
         "Z" not in seen["states"] and seen["wait"] == "ECHILD",
         Verdict(
             CONFIRMED,
-            "no child was ever a zombie, and wait() found none: "
-            "it blocked until all had ended, then failed with ECHILD",
+            f"no child was ever a zombie, and wait() found none: {blocked} failed with ECHILD",
         ),
         Verdict(REFUTED, "a child of the SIG_IGN parent became a zombie or was waited for"),
     )

@@ -114,8 +114,15 @@ def _pause() -> int:
     "WUNTRACED reports a stopped child (WIFSTOPPED, WSTOPSIG); WIFCONTINUED one resumed by SIGCONT",
 )
 def stop_continue(lab: Lab) -> Verdict:
-    """Stop a child with SIGSTOP and SIGTSTP, resume it, and ask waitpid with each option."""
+    """Stop a child with SIGSTOP and SIGTSTP, resume it, and ask waitpid with each option.
+
+    The child gets a process group of its own, whose parent (the lab) is in
+    another group of the same session: the kernel discards SIGTSTP sent to an
+    orphaned group, which ours would be if the lab ran as a session leader
+    (``setsid``, a service, a CI job).
+    """
     child = lab.fork(_pause, name="stoppable")
+    os.setpgid(child, child)  # a child that has not exec'd: the call cannot be refused
     seen: dict[str, str] = {}
     for sig in (signal.SIGSTOP, signal.SIGTSTP):
         os.kill(child, sig)

@@ -2,7 +2,8 @@
 
 The article's program is C; the same system calls are made here with
 ``os.fork``/``os.wait``, and its times are scaled down a hundredfold
-(30, 100 and 170 ms; the parent's ``sleep(20)`` is 250 ms).
+(30, 100 and 170 ms; the parent's ``sleep(20)`` is 250 ms, and lasts until
+the lab has seen every child exit, however slow the machine).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from undertaker.lab._core import (
     CONFIRMED,
     REFUTED,
+    Gate,
     Lab,
     Pipe,
     Verdict,
@@ -42,7 +44,7 @@ def _child(report: Pipe, index: int, delay: float) -> None:
     os._exit(0)
 
 
-def _three_parent(report: Pipe, variant: str) -> int:
+def _three_parent(report: Pipe, variant: str, slept: Gate) -> int:
     kids = []
     for index, delay in enumerate(DELAYS):
         pid = os.fork()
@@ -65,19 +67,31 @@ def _three_parent(report: Pipe, variant: str) -> int:
             printed.append(_wait())
     elif variant == "ignore":  # signal(SIGCHLD, SIG_IGN); sleep(20);
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-        time.sleep(PARENT_SLEEP)
+        _sleep_20(slept)
     else:  # sleep(20): no wait at all
-        time.sleep(PARENT_SLEEP)
+        _sleep_20(slept)
     report.send(
         {"parent": os.getpid(), "kids": kids, "printed": printed, "exit_at": time.monotonic()}
     )
     return 0
 
 
+def _sleep_20(slept: Gate) -> None:
+    """The article's sleep(20), which outlasts every child: here, until the lab has looked.
+
+    A fixed sleep would race a slow machine: the parent could exit before the
+    lab saw the children it leaves behind.
+    """
+    time.sleep(PARENT_SLEEP)
+    slept.wait()
+
+
 def _run(lab: Lab, variant: str, watch: str = "") -> dict[str, Any]:
     """Run one variant; *watch* ``zombies`` or ``orphans`` takes a ps line at the key moment."""
-    report = Pipe()
-    parent = lab.fork(_three_parent, report, variant, name="parent")
+    report, slept = Pipe(), Gate()
+    parent = lab.fork(_three_parent, report, variant, slept, name="parent")
+    if watch != "zombies":
+        slept.release()  # nobody looks while it sleeps: let it go at once
     kids: list[int] = []
     messages: list[dict[str, Any]] = []
     while not kids:  # the children's and the parent's messages, in any order
@@ -87,8 +101,9 @@ def _run(lab: Lab, variant: str, watch: str = "") -> dict[str, Any]:
             kids = msg["kids"]
         elif watch == "zombies" and sum("child" in m for m in messages) == len(DELAYS):
             pids = sorted(m["pid"] for m in messages)
-            lab.until(lambda p=pids: all(lab.state(k) in ("Z", None) for k in p), 1.0)  # type: ignore[misc]
+            lab.until(lambda p=pids: all(lab.state(k) in ("Z", None) for k in p), 5.0)  # type: ignore[misc]
             lab.ps("all three children have exited; the parent sleeps", [parent, *pids])
+            slept.release()
     if watch == "orphans":
         lab.wait_state(parent, "Z", 1.0)
         lab.ps("the parent returned after one wait()", [parent, *kids])
@@ -203,7 +218,7 @@ def three_sig_ign(lab: Lab) -> Verdict:
     lab.say(f"while the parent slept its children showed {states} (None: gone)")
     lab.record(**seen, states=states)
     return decide(
-        "Z" not in states and not seen["adopted_by_adopter"],
+        len(states) == len(DELAYS) and "Z" not in states and not seen["adopted_by_adopter"],
         Verdict(
             CONFIRMED, "the children vanished as they exited; none was a zombie or left for init"
         ),

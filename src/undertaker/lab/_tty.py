@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import resource
 import shutil
 import signal
 import tempfile
@@ -32,13 +33,13 @@ from undertaker.lab._programs import comm, cores_stay_local, count_cores, exec_s
 from undertaker.wait import WaitStatus
 
 
-def _member(slave: int, group: int, core_dir: str | None, reader: Pipe | None) -> int:
+def _member(slave: int, group: int, setup: _Setup, reader: Pipe | None) -> int:
     """A process of the session: join *group*, then sleep (or read the terminal)."""
     os.setpgid(0, group)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
     if reader is None:
-        exec_sleep(core_dir)
+        exec_sleep(setup.core_dir, setup.inherit_limit)
     deadline = time.monotonic() + 2.0  # read once the terminal is ours (else SIGTTIN stops us)
     while os.tcgetpgrp(0) != os.getpgrp() and time.monotonic() < deadline:
         time.sleep(0.001)
@@ -72,11 +73,12 @@ class _Setup(NamedTuple):
     isig: bool  # the line discipline turns keys into signals (the default)
     core_dir: str | None  # where members may dump core; None: RLIMIT_CORE 0
     reader_first: bool  # the first foreground process reads the terminal
+    inherit_limit: bool = False  # keep the RLIMIT_CORE the lab got (else raise it)
 
 
 def _session(report: Pipe, gate: Gate, slave: int, setup: _Setup) -> int:
     """The session leader: foreground group of two, background group of one."""
-    isig, core_dir, reader_first = setup
+    isig, reader_first = setup.isig, setup.reader_first
     os.setsid()
     fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
     if not isig:
@@ -86,15 +88,15 @@ def _session(report: Pipe, gate: Gate, slave: int, setup: _Setup) -> int:
     reader = Pipe() if reader_first else None
     first = os.fork()
     if first == 0:
-        os._exit(_member(slave, 0, core_dir, reader))
+        os._exit(_member(slave, 0, setup, reader))
     _setpgid(first, first)
     second = os.fork()
     if second == 0:
-        os._exit(_member(slave, first, core_dir, None))
+        os._exit(_member(slave, first, setup, None))
     _setpgid(second, first)
     background = os.fork()
     if background == 0:
-        os._exit(_member(slave, 0, None, None))
+        os._exit(_member(slave, 0, _Setup(isig, None, reader_first=False), None))
     _setpgid(background, background)
     signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # we are not in the group we hand over
     os.tcsetpgrp(slave, first)
@@ -133,14 +135,14 @@ def _type_key(
     isig: bool = True,
     core_dir: str | None = None,
     reader_first: bool = False,
+    inherit_limit: bool = False,
 ) -> dict[str, Any]:
     """Start a session on a new pty, type *key* on the master side, return what happened."""
     master, slave = os.openpty()
     report, gate = Pipe(), Gate()
+    setup = _Setup(isig, core_dir, reader_first, inherit_limit)
     try:
-        leader = lab.fork(
-            _session, report, gate, slave, _Setup(isig, core_dir, reader_first), name="session"
-        )
+        leader = lab.fork(_session, report, gate, slave, setup, name="session")
         ready = report.recv(3.0)
         os.write(master, key)
         gate.release()
@@ -227,31 +229,46 @@ def tty_ctrl_z(lab: Lab) -> Verdict:
     "Ctrl-\\ sends SIGQUIT to the foreground process group: it ends and dumps core",
 )
 def tty_ctrl_backslash(lab: Lab) -> Verdict:
-    """Type 0x1c; the members may dump core into a temporary directory."""
-    core_dir = tempfile.mkdtemp(prefix="undertaker-lab-core-")
-    try:
-        seen = _type_key(lab, b"\x1c", core_dir=core_dir if cores_stay_local() else None)
-        cores = count_cores(core_dir)
-    finally:
-        shutil.rmtree(core_dir, ignore_errors=True)
-    _report(lab, b"\x1c", seen)
-    lab.say(f"core files written: {cores} (then deleted)")
-    lab.record(**seen, core_files=cores)
-    quit_ = all(s.startswith("killed by SIGQUIT") for s in seen["foreground"])
-    if not quit_ or seen["background"] != "running":
-        return Verdict(REFUTED, f"the foreground group got {seen['foreground']}")
-    return decide(
-        all(s.endswith("(core dumped)") for s in seen["foreground"]) and cores == 2,
-        Verdict(
+    """Type 0x1c twice: members with the RLIMIT_CORE the lab got, then with it raised."""
+    soft = resource.getrlimit(resource.RLIMIT_CORE)[0]
+    local = cores_stay_local()
+    runs: dict[str, Any] = {}
+    for inherit in (True, False):
+        core_dir = tempfile.mkdtemp(prefix="undertaker-lab-core-")
+        try:
+            seen = _type_key(
+                lab, b"\x1c", core_dir=core_dir if local else None, inherit_limit=inherit
+            )
+            seen["core_files"] = count_cores(core_dir)
+        finally:
+            shutil.rmtree(core_dir, ignore_errors=True)
+        runs["inherited" if inherit else "raised"] = seen
+    limit = "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
+    for key, how in (("inherited", f"soft RLIMIT_CORE {limit}"), ("raised", "RLIMIT_CORE raised")):
+        seen = runs[key]
+        lab.say(
+            f"{how}: the foreground group's two processes: {', '.join(seen['foreground'])}; "
+            f"the background one: {seen['background']}; core files: {seen['core_files']}"
+        )
+    lab.record(**runs, inherited_soft_limit=limit, cores_stay_local=local)
+    quit_ = all(
+        s.startswith("killed by SIGQUIT") and seen["background"] == "running"
+        for seen in runs.values()
+        for s in seen["foreground"]
+    )
+    if not quit_:
+        return Verdict(REFUTED, f"the foreground group got {runs['inherited']['foreground']}")
+    if runs["inherited"]["core_files"] == 2:
+        return Verdict(
             CONFIRMED,
-            "both foreground processes were killed by SIGQUIT and each dumped "
-            "core (RLIMIT_CORE allowed it)",
-        ),
-        Verdict(
-            DEPENDS,
-            "SIGQUIT ended both foreground processes; a core file is written only "
-            "when RLIMIT_CORE and core_pattern allow it",
-        ),
+            "both foreground processes were killed by SIGQUIT and each dumped core "
+            f"with the limits the lab was started with (soft RLIMIT_CORE {limit})",
+        )
+    return Verdict(
+        DEPENDS,
+        "SIGQUIT ended both foreground processes, but a core file is written only when "
+        f"RLIMIT_CORE and core_pattern allow it: with the soft limit {limit} it got, "
+        f"{runs['inherited']['core_files']} were; raised, {runs['raised']['core_files']}",
     )
 
 

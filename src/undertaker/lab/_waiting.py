@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import select
 import signal
 import time
 from typing import Any
@@ -18,8 +19,10 @@ from undertaker.lab._core import (
     Verdict,
     decide,
     experiment,
+    sleeps_in_wait,
     zombie_children,
 )
+from undertaker.testing import sleep_until
 from undertaker.wait import WaitStatus
 
 
@@ -66,9 +69,8 @@ def _pid_forms_parent(report: Pipe, ready: Gate) -> int:
         os._exit(5)
     kids["late"] = late  # in our group, still running
     gate.release(len(plan))
-    deadline = time.monotonic() + 2.0
-    while len(zombie_children()) < len(plan) and time.monotonic() < deadline:
-        time.sleep(0.002)
+    if not sleep_until(lambda: len(zombie_children()) == len(plan), 10.0):
+        raise TimeoutError("the four children did not all exit")  # an error, not a verdict
     report.send({"kids": kids})
     ready.wait()  # the lab takes its ps lines
     group = kids["leader"]
@@ -191,19 +193,32 @@ def waitpid_echild(lab: Lab) -> Verdict:
 
 
 def _eintr_trial(libc: Any, sig: int, *, restart: bool | None) -> dict[str, Any]:
-    """Block in libc's waitpid while another child sends us *sig*."""
-    if restart is not None:
+    """Block in libc's waitpid while another child sends us *sig*.
+
+    No timing decides the outcome: the sender signals once we sleep in
+    wait4, and the child waited for exits only after that, once our handler
+    (if any) has run: a wait that returned EINTR has returned by then.
+    """
+    caught = restart is not None
+    woke_read, woke_write = os.pipe()  # Python's C handler writes here when the signal lands
+    os.set_blocking(woke_write, False)
+    if caught:
         signal.signal(sig, lambda _s, _f: None)
         signal.siginterrupt(sig, not restart)  # False sets SA_RESTART
+        signal.set_wakeup_fd(woke_write, warn_on_full_buffer=False)
+    hold = Gate()
     target = os.fork()
     if target == 0:
-        time.sleep(0.3)  # long after the signal, even on a busy machine
+        hold.wait()
         os._exit(0)
     me = os.getpid()
     sender = os.fork()
     if sender == 0:
-        time.sleep(0.05)
+        sleep_until(lambda: sleeps_in_wait(me), 2.0)
         os.kill(me, sig)
+        if caught:
+            select.select([woke_read], [], [], 2.0)
+        hold.release()
         os._exit(0)
     status = ctypes.c_int(0)
     started = time.monotonic()
@@ -214,7 +229,10 @@ def _eintr_trial(libc: Any, sig: int, *, restart: bool | None) -> dict[str, Any]
     if got == -1:
         os.waitpid(target, 0)
     os.waitpid(sender, 0)
+    signal.set_wakeup_fd(-1)
     signal.signal(sig, signal.SIG_DFL)
+    for fd in (woke_read, woke_write, hold.read_fd, hold.write_fd):
+        os.close(fd)
     return {
         "returned": got,
         "errno": errno.errorcode.get(err, str(err)) if got == -1 else None,
@@ -240,7 +258,7 @@ def _eintr_parent(report: Pipe) -> int:
     "wait fails with EINTR when the signal was not caught or not set",
 )
 def waitpid_eintr(lab: Lab) -> Verdict:
-    """A signal arrives 50 ms into a waitpid() for a child that ends at 300 ms."""
+    """A signal arrives while waitpid() blocks for a child that ends only after it."""
     report = Pipe()
     parent = lab.fork(_eintr_parent, report, name="waiter")
     trials = report.recv()
@@ -253,7 +271,7 @@ def waitpid_eintr(lab: Lab) -> Verdict:
     for key, label in labels.items():
         t = trials[key]
         outcome = f"-1 {t['errno']}" if t["returned"] == -1 else "the child's PID"
-        lab.say(f"{label}: waitpid returned {outcome} after {t['ms']} ms")
+        lab.say(f"{label}: waitpid returned {outcome} ({t['ms']} ms)")
     lab.say("(Python's os.waitpid retries after EINTR itself, PEP 475; this calls libc's)")
     lab.record(**trials)
     only_caught = (
@@ -261,6 +279,9 @@ def waitpid_eintr(lab: Lab) -> Verdict:
         and trials["ignored"]["errno"] is None
         and trials["caught_restart"]["errno"] is None
     )
+    if trials["ignored"]["errno"] == "EINTR":
+        return Verdict(CONFIRMED, "a signal that was not caught interrupted wait with EINTR")
+    interrupted = [labels[k] for k, t in trials.items() if t["errno"] == "EINTR"]
     return decide(
         only_caught,
         Verdict(
@@ -268,7 +289,11 @@ def waitpid_eintr(lab: Lab) -> Verdict:
             "EINTR came only from a signal that was caught, by a handler installed without "
             "SA_RESTART; an uncaught ignored signal did not interrupt, and SA_RESTART resumed",
         ),
-        Verdict(CONFIRMED, "an uncaught signal interrupted wait with EINTR"),
+        Verdict(
+            REFUTED,
+            "an uncaught signal did not interrupt wait; EINTR came from: "
+            + ("; ".join(interrupted) or "no signal at all"),
+        ),
     )
 
 

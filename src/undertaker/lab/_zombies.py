@@ -53,8 +53,11 @@ def mp_unjoined(lab: Lab) -> Verdict:
     lab.say(f"the son {son} shows state {row['state']} with PPID {row['ppid']} (the father)")
     gate.release()
     joined = report.recv()["exitcode"]
-    lab.ps("after the father calls join()", [father, son])
-    lab.say(f"join() reaped it (exitcode {joined}); the zombie is gone")
+    gone = lab.ps("after the father calls join()", [father, son])[1]["state"] is None
+    lab.say(
+        f"join() returned exitcode {joined}; "
+        + ("the zombie is gone: join() waited for it" if gone else "the son is still there")
+    )
     lab.reap(father)
     lab.record(son_state=row["state"], joined_exitcode=joined, zombie=zombie)
     return decide(
@@ -78,6 +81,8 @@ def kill9_zombie(lab: Lab) -> Verdict:
     lab.say(
         f"it still shows state {after['state']}, exit status still {after['exit']}: "
         "a signal to a dead process changes nothing"
+        if survived
+        else f"it now shows state {after['state']}, exit status {after['exit']}"
     )
     lab.record(state_after=after["state"], exit_before=before["exit"], exit_after=after["exit"])
     return decide(
@@ -164,7 +169,13 @@ def parent_exited(lab: Lab) -> Verdict:
             "the orphan was adopted and reaped when it exited; a zombie lasts only "
             "while its parent lives and does not wait",
         ),
-        Verdict(CONFIRMED, "the orphan was left a zombie after its parent had exited"),
+        Verdict(CONFIRMED, "the orphan was left a zombie after its parent had exited")
+        if not orphan_reaped
+        else Verdict(
+            REFUTED,
+            f"the orphan was adopted and reaped, and a live parent's unwaited child showed "
+            f"{row['state']}, not Z",
+        ),
     )
 
 
