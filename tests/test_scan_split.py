@@ -187,3 +187,18 @@ def test_a_large_table_scanned_split_equals_the_single_scan() -> None:
     assert report["nspid"]
     assert report["used"]
     assert report["age_gap"] < 0.02  # two calibrations of the same clocks
+
+
+def test_the_clock_is_calibrated_before_the_fork_on_every_cpu() -> None:
+    """Both copies inherit one calibration: neither moves onto the CPU the other uses."""
+    from undertaker.proc._scan import _CALIBRATE_AHEAD, _calibrated  # noqa: PLC0415
+
+    cpus = os.sched_getaffinity(0)
+    clock = _calibrated("/proc")
+    if len(cpus) > _CALIBRATE_AHEAD:
+        assert clock is None
+        return
+    assert clock is not None
+    assert set(clock._offsets) == cpus
+    assert all(offset is not None for offset in clock._offsets.values())
+    assert os.sched_getaffinity(0) == cpus  # put back where it was

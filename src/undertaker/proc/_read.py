@@ -15,6 +15,8 @@ from undertaker.proc._stat import StatParseError, parse_stat
 from undertaker.proc._status import Status, StatusParseError, parse_status
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from undertaker.proc._scan import Process, Snapshot
 
 
@@ -170,6 +172,15 @@ class ExitClock:
         self.root = root
         self._offsets: dict[int, float | None] = {}
 
+    def calibrate(self, cpus: Iterable[int]) -> None:
+        """Calibrate against each of *cpus* now rather than on first use.
+
+        Before a fork, so that the copies do not each move themselves onto
+        the CPU the other is running on.
+        """
+        for cpu in cpus:
+            self._offset(cpu)
+
     def _offset(self, cpu: int) -> float | None:
         if cpu not in self._offsets:
             self._offsets[cpu] = self._calibrate(cpu)
@@ -280,10 +291,15 @@ class ZombieReader:
     Make one per census: it caches the calibration.
     """
 
-    def __init__(self, snapshot: Snapshot, *, ages: bool = True) -> None:
-        """Prepare to read the zombies of *snapshot*; *ages*: estimate times of death."""
+    def __init__(
+        self, snapshot: Snapshot, *, ages: bool = True, clock: ExitClock | None = None
+    ) -> None:
+        """Prepare to read the zombies of *snapshot*; *ages*: estimate times of death.
+
+        *clock*: an already calibrated :class:`ExitClock` of the same root.
+        """
         self.root = snapshot.root
-        self.clock = ExitClock(self.root) if ages else None
+        self.clock = (clock or ExitClock(self.root)) if ages else None
         self._exact = snapshot.exit_times
         self._known = snapshot.zombie_reads
         self._keys = snapshot.zombie_keys

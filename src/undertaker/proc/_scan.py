@@ -17,7 +17,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, NamedTuple
 
 from undertaker._errors import ProcUnavailable
-from undertaker.proc._read import ZombieReader
+from undertaker.proc._read import ExitClock, ZombieReader
 from undertaker.proc._split import read_split, worth_splitting
 from undertaker.proc._stat import (
     EXIT_CODE,
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from undertaker.proc._held import HeldStatFiles
     from undertaker.proc._split import Reads, Table
 
+_CALIBRATE_AHEAD = 8  # CPUs: see _calibrated()
 _STAT_READ = 2048  # a stat line is ~350 bytes plus the name; re-read if it fills this
 
 
@@ -259,6 +260,8 @@ def scan(
         os.close(dir_fd)
         raise ProcUnavailable(root, f"not a procfs (no btime line in {root}/stat)") from None
 
+    clock: ExitClock | None = None
+
     def read(some: list[str], reads: bool = False) -> Table:
         procs, keys, unreadable, vanished = _read_table(some, dir_fd, boot, owners, held)
         found: Reads = {}
@@ -272,11 +275,13 @@ def scan(
                 zombie_keys=keys,
                 monotonic=monotonic,
             )
-            found = _read_zombies(part)
+            found = _read_zombies(part, clock)
         return procs, keys, unreadable, vanished, found
 
     try:
         if split and held is None and worth_splitting(len(names)):
+            if zombie_reads:
+                clock = _calibrated(root)
             table = read_split(names, lambda some: read(some, zombie_reads), _add_plain)
         else:
             table = read(names)
@@ -301,9 +306,24 @@ def scan(
     )
 
 
-def _read_zombies(part: Snapshot) -> Reads:
+def _calibrated(root: str) -> ExitClock | None:
+    """An ExitClock calibrated on each CPU we may run on, when there are few.
+
+    Calibrating moves the process onto each CPU in turn: done before the
+    split's fork, the two copies never move onto the CPU the other is busy
+    on. With many CPUs, each is calibrated when a zombie first needs it.
+    """
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) > _CALIBRATE_AHEAD:
+        return None
+    clock = ExitClock(root)
+    clock.calibrate(sorted(cpus))
+    return clock
+
+
+def _read_zombies(part: Snapshot, clock: ExitClock | None) -> Reads:
     """Read what the census reads of each zombie in *part*; skip those reaped since."""
-    reader = ZombieReader(part)
+    reader = ZombieReader(part, clock=clock)
     found: Reads = {}
     for proc in part.zombies:
         read = reader.read(proc)  # checks identity after reading
