@@ -27,29 +27,39 @@ def _pids_cgroup_parent() -> Path | None:
 PARENT = _pids_cgroup_parent()
 
 
-@pytest.mark.skipif(PARENT is None, reason="needs root and a writable pids cgroup")
-def test_ps_reports_the_pids_cgroup_limit() -> None:
-    """Inside a cgroup with pids.max 64, ps reports the current count against 64."""
+def run_limited(limit: int, *args: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """Run ``undertaker ARGS`` alone in a new pids cgroup with pids.max *limit*.
+
+    The child joins the cgroup before it execs, so the command and its
+    interpreter count against the limit. Returns the run and the cgroup's
+    path (removed by then).
+    """
     assert PARENT is not None
     group = PARENT / f"undertaker-test-{uuid.uuid4().hex[:8]}"
     group.mkdir()
     try:
-        (group / "pids.max").write_text("64\n")
-        # The child joins the cgroup before exec, so ps and its interpreter count.
+        (group / "pids.max").write_text(f"{limit}\n")
         code = (
             f"import os, sys; open({str(group / 'cgroup.procs')!r}, 'w').write(str(os.getpid()));"
-            "os.execv(sys.executable, [sys.executable, '-m', 'undertaker', 'ps', '--json'])"
+            f"os.execv(sys.executable, [sys.executable, '-m', 'undertaker', *{list(args)!r}])"
         )
         done = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
         )
-        assert done.returncode in (0, 1), done.stderr
-        cgroup = json.loads(done.stdout)["pids"]["cgroup"]
-        assert cgroup["max"] == 64
-        assert cgroup["path"] == str(group)
-        assert 1 <= cgroup["current"] <= 64
     finally:
         group.rmdir()  # empty again: the child has exited
+    return done, group
+
+
+@pytest.mark.skipif(PARENT is None, reason="needs root and a writable pids cgroup")
+def test_ps_reports_the_pids_cgroup_limit() -> None:
+    """Inside a cgroup with pids.max 64, ps reports the current count against 64."""
+    done, group = run_limited(64, "ps", "--json")
+    assert done.returncode in (0, 1), done.stderr
+    cgroup = json.loads(done.stdout)["pids"]["cgroup"]
+    assert cgroup["max"] == 64
+    assert cgroup["path"] == str(group)
+    assert 1 <= cgroup["current"] <= 64
 
 
 @pytest.mark.skipif(PARENT is None, reason="needs root and a writable pids cgroup")

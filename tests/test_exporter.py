@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ import pytest
 from exporter_helpers import NamespaceExporter, parse_exposition
 from helpers import UNDERTAKER, cli, needs_namespace, run_hidden_as_nobody, run_in_namespace
 from test_cgroup_pids import PARENT as PIDS_CGROUP
+from test_cgroup_pids import run_limited
 from undertaker.exporter import read_table
 from undertaker.proc import scan
 
@@ -204,20 +204,7 @@ def test_nothing_is_unseen_when_nothing_is_hidden() -> None:
 @pytest.mark.skipif(PIDS_CGROUP is None, reason="needs root and a writable pids cgroup")
 def test_pids_cgroup_limit_is_exported() -> None:
     """In a cgroup with pids.max 50, the scrape exports the limit and the count against it."""
-    assert PIDS_CGROUP is not None
-    group = PIDS_CGROUP / f"undertaker-test-{uuid.uuid4().hex[:8]}"
-    group.mkdir()
-    try:
-        (group / "pids.max").write_text("50\n")
-        code = (
-            f"import os, sys; open({str(group / 'cgroup.procs')!r}, 'w').write(str(os.getpid()));"
-            "os.execv(sys.executable, [sys.executable, '-m', 'undertaker', 'exporter', '--once'])"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-        )
-    finally:
-        group.rmdir()  # empty again: the child has exited
+    done, _ = run_limited(50, "exporter", "--once")
     assert done.returncode == 0, done.stderr
     values = parse_exposition(done.stdout)
     assert values["undertaker_cgroup_pids_limit"] == 50
