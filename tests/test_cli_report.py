@@ -208,13 +208,27 @@ def test_identical_siblings_share_a_row() -> None:
     assert (text.returncode, rc) == (1, 1)
     rows = [line for line in text.stdout.splitlines() if "worker" in line]
     assert len(rows) == 1
-    assert rows[0].split()[:2] == [f"{lo}-{hi}", str(parent.pid)]
+    # lo-hi when the PIDs run without a gap (another fork may take one between)
+    span = f"{lo}-{hi}" if hi - lo == 199 else f"{lo},...,{hi}"
+    assert rows[0].split()[:2] == [span, str(parent.pid)]
     assert rows[0].endswith("exited 0  200*[worker]")
     assert len(doc["zombies"]) == 200
     lines = tree.stdout.splitlines()
     at = lines.index(next(line for line in lines if f"{parent.pid} pool [200 zombies]" in line))
-    assert lines[at + 1].endswith(f"200*[worker] <defunct> exited 0 (pids {lo}-{hi})")
+    assert lines[at + 1].endswith(f"200*[worker] <defunct> exited 0 (pids {span})")
     assert sum(" worker <defunct>" in line for line in full.stdout.splitlines()) >= 200
+
+
+def test_a_gap_in_alike_siblings_pids_is_not_shown_as_a_range() -> None:
+    """worker, other, worker: the workers' row must not claim the PID between them."""
+    specs = [ZombieSpec(code=0, name="worker"), ZombieSpec(code=0, name="other")]
+    with ZombieParent([*specs, ZombieSpec(code=0, name="worker")], name="pool") as parent:
+        workers = sorted(parent.zombies[::2])
+        text = cli("ps", "--ppid", str(parent.pid))
+        tree = cli("tree", "-z")
+    (row,) = [line for line in text.stdout.splitlines() if "2*[worker]" in line]
+    assert row.split()[0] == f"{workers[0]},...,{workers[1]}"
+    assert f"2*[worker] <defunct> exited 0 (pids {workers[0]},...,{workers[1]})" in tree.stdout
 
 
 def test_zombie_leader_text_agrees_with_json() -> None:

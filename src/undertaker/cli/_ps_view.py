@@ -5,7 +5,15 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from undertaker.cli._style import Style, duration, plural, printable, table, terminal_columns
+from undertaker.cli._style import (
+    Style,
+    duration,
+    pid_span,
+    plural,
+    printable,
+    table,
+    terminal_columns,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -220,8 +228,7 @@ def _zombie_table(zombies: list[Zombie], style: Style, now: float, *, expand: bo
         nspid = ",".join(map(str, first.nspid[1:])) if len(first.nspid) > 1 else "-"
         pid, comm = str(proc.pid), printable(proc.comm)
         if len(group) > 1:  # like pstree: 200*[worker], PIDs lowest-highest
-            pids = sorted(z.process.pid for z in group)
-            pid, comm = f"{pids[0]}-{pids[-1]}", f"{len(group)}*[{comm}]"
+            pid, comm = pid_span([z.process.pid for z in group]), f"{len(group)}*[{comm}]"
             nspid = "..." if nspid != "-" else nspid
         rows.append(
             [

@@ -85,6 +85,15 @@ def table(rows: list[list[str]], right: frozenset[int] = frozenset()) -> list[st
     return lines
 
 
+def pid_span(pids: list[int]) -> str:
+    """PIDs of alike siblings in one column: ``3870-3872`` only when none is missing between.
+
+    ``3870,...,3899`` otherwise, so that no PID in between passes for one of them.
+    """
+    low, high = min(pids), max(pids)
+    return f"{low}-{high}" if high - low + 1 == len(set(pids)) else f"{low},...,{high}"
+
+
 def plural(count: int, noun: str) -> str:
     """*noun* as it goes with *count*: ``zombie`` for 1, ``zombies`` otherwise."""
     return noun if count == 1 else noun + "s"

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from undertaker._errors import NoSuchProcess
 from undertaker.census import kept_status, zombie_ancestry
-from undertaker.cli._style import Style, plural, printable
+from undertaker.cli._style import Style, pid_span, plural, printable
 from undertaker.wait import has_cap_sys_ptrace
 
 if TYPE_CHECKING:
@@ -51,9 +51,8 @@ class _Labels:
         """One line's text for a process, or for alike siblings (``200*[worker]``)."""
         proc, style = procs[0], self.style
         if len(procs) > 1:
-            pids = sorted(p.pid for p in procs)
             name = f"{len(procs)}*[{printable(proc.comm)}]"
-            text = f"{name}{self.suffix(proc)} (pids {pids[0]}-{pids[-1]})"
+            text = f"{name}{self.suffix(proc)} (pids {pid_span([p.pid for p in procs])})"
         else:
             text = f"{proc.pid} {printable(proc.comm)}{self.suffix(proc)}"
         if proc.is_zombie:
