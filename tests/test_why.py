@@ -141,6 +141,50 @@ def test_parent_traced() -> None:
     assert not any("--method ptrace" in f["how"] for f in doc["fixes"])
 
 
+# posix_spawn is a vfork: the parent sleeps in D until the child calls exec,
+# and the child first opens the FIFO, which blocks until the test opens it to write.
+_VFORK_PARENT = r"""
+import os, sys
+kids = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(4)
+    kids.append(pid)
+print(" ".join(map(str, kids)), flush=True)
+spawn = [(os.POSIX_SPAWN_OPEN, 3, sys.argv[1], os.O_RDONLY, 0)]
+kids.append(os.posix_spawn("/bin/true", ["true"], {}, file_actions=spawn))
+for pid in kids:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_parent_uninterruptible_in_a_vfork(tmp_path: Path) -> None:
+    """A parent in D (waiting for its vfork child to exec): no ptrace remedy, the call named."""
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _VFORK_PARENT, str(fifo)], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    try:
+        zombies = [int(p) for p in parent.stdout.readline().split()]
+        assert sleep_until(lambda: all(proc_state(z) == "Z" for z in zombies), 10)
+        wait_state(parent.pid, "D")
+        text, doc = check(parent.pid, zombies, "parent-uninterruptible")
+    finally:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the child may go on to exec
+        parent.wait(30)
+        parent.stdout.close()
+    assert doc["state"] == "D"
+    assert doc["syscall"]["name"] in ("clone3", "clone", "vfork")
+    assert doc["wchan"]
+    assert "D (uninterruptible sleep)" in text
+    assert "a vfork" in doc["reason"]
+    assert doc["fixes"][0]["how"] == f"cat /proc/{parent.pid}/stack"
+    assert not any("--method ptrace" in f["how"] for f in doc["fixes"])
+
+
 @needs_namespace
 def test_parent_is_pid_1_of_a_namespace() -> None:
     """PID 1 of a private PID namespace that does not reap: the container fixes are named."""

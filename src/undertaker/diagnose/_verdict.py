@@ -32,6 +32,8 @@ from undertaker.diagnose._names import (
 from undertaker.diagnose._signals import CAUGHT, IGNORED, sigchld_disposition
 from undertaker.diagnose._syscalls import WAITING_FOR_CHILDREN
 
+_SPAWNING = frozenset({"clone", "clone3", "vfork"})
+
 if TYPE_CHECKING:
     from undertaker.diagnose._evidence import Evidence
 
@@ -89,10 +91,16 @@ def _state_verdict(ev: Evidence) -> tuple[str, str] | None:
         tracer = f"{status.tracer_pid} ({ev.tracer_comm or '?'})"
         return PARENT_TRACED, f"the parent is held in a trace stop by its tracer, pid {tracer}"
     if status.state == "D":
+        # The only D sleep of a process creation call is a vfork's wait.
+        vfork = (
+            ", a vfork: it waits until its new child calls exec or exits"
+            if ev.syscall_name in _SPAWNING
+            else ""
+        )
         return (
             PARENT_UNINTERRUPTIBLE,
             (
-                f"the parent is in uninterruptible sleep (wchan {ev.wchan or '?'}): "
+                f"the parent is in uninterruptible sleep (wchan {ev.wchan or '?'}{vfork}): "
                 "it runs no code until the kernel call returns"
             ),
         )
