@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from helpers import UNDERTAKER, cli, needs_namespace, run_in_namespace
+from helpers import AS_NOBODY, UNDERTAKER, cli, needs_namespace, run_in_namespace
 from undertaker.census import take_census
 from undertaker.diagnose import explain, gather
 from undertaker.diagnose._verdict import diagnose
@@ -300,16 +300,23 @@ def test_asking_by_zombie_pid_explains_its_parent() -> None:
 
 
 def test_unprivileged_run_says_what_it_could_not_read() -> None:
-    """As nobody, the syscall and wchan of root's parent are hidden: said, not guessed."""
+    """As nobody, the syscall, wchan and zombies' exit statuses of root's parent are hidden:
+    said, in text and JSON, not guessed."""
     with Scenario("default") as parent:
-        done = subprocess.run(
-            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
-             *UNDERTAKER, "why", str(parent.pid)],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-    assert done.returncode == 1, done.stderr
-    assert "could not read: syscall" in done.stdout
-    assert "verdict        default-never-waits" in done.stdout
+        command = [*AS_NOBODY, *UNDERTAKER, "why", str(parent.pid)]
+        text, doc = (
+            subprocess.run(command + extra, capture_output=True, text=True, timeout=60, check=False)
+            for extra in ([], ["--json"])
+        )
+    assert text.returncode == doc.returncode == 1, text.stderr + doc.stderr
+    assert "could not read: syscall" in text.stdout
+    assert "could not read: exit statuses of 3 zombies" in text.stdout
+    assert "unknown x3" in text.stdout
+    assert "verdict        default-never-waits" in text.stdout
+    found = parent_of(json.loads(doc.stdout), parent.pid)
+    assert found["verdict"] == "default-never-waits"
+    assert [z["exit"] for z in found["zombies"]] == [None] * 3
+    assert any(what.startswith("exit statuses of 3 zombies") for what in found["unreadable"])
 
 
 def test_explain_library_is_pure_on_its_evidence() -> None:

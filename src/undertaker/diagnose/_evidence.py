@@ -173,6 +173,10 @@ def gather(group: ParentGroup, root: str = "/proc") -> Evidence:
         unreadable.append(f"syscall ({_PRIVILEGE})")
     if cgroups is None:
         unreadable.append("cgroup")
+    hidden = sum(1 for z in group.zombies if z.status is None)
+    if hidden:
+        # The kernel writes 0 for the exit code of a task we may not ptrace-read.
+        unreadable.append(f"exit statuses of {hidden} zombie{'s' * (hidden > 1)} ({_PRIVILEGE})")
     # The counters are readable by anyone; a zero from another user's process
     # is still the kernel's count, not a stand-in.
     faults, ticks = waited_children(stat)
