@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,10 @@ import pytest
 
 from helpers import AS_NOBODY, UNDERTAKER, cli, needs_namespace, run_in_namespace
 from undertaker.census import take_census
-from undertaker.diagnose import explain, gather
+from undertaker.cli._style import Style
+from undertaker.cli._why_json import explanation_json
+from undertaker.cli._why_view import render_explanation
+from undertaker.diagnose import Explanation, ParentReport, explain, gather
 from undertaker.diagnose._verdict import diagnose
 from undertaker.proc import scan
 from undertaker.testing import ZombieLeader, ZombieParent, ZombieSpec, proc_state, sleep_until
@@ -206,6 +211,7 @@ def test_parent_is_pid_1_of_a_namespace() -> None:
     ):
         assert fix in hows
     assert "PID 1 of its namespace" in text
+    assert "verdict        namespace-init-not-reaping:" in text
 
 
 def test_zombie_leader_with_a_live_thread() -> None:
@@ -223,7 +229,8 @@ def test_zombie_leader_with_a_live_thread() -> None:
 
 
 def test_parent_exits_during_the_diagnosis() -> None:
-    """The parent exits between the scan and the reads: the verdict says so, no stale evidence."""
+    """The parent exits between the scan and the reads: the verdict says so in text and
+    JSON, with no stale evidence."""
     with ZombieParent([ZombieSpec(code=3)] * 2) as parent:
         snapshot = scan()
         census = take_census(snapshot, lambda p: p.ppid == parent.pid)
@@ -232,7 +239,17 @@ def test_parent_exits_during_the_diagnosis() -> None:
         evidence = gather(group)
     assert evidence.gone is True
     assert evidence.status is None
-    assert diagnose(evidence).verdict == "parent-exited"
+    found = Explanation(census, [ParentReport(evidence, diagnose(evidence))], [], [])
+    text = render_explanation(found, Style(enabled=False), time.time())
+    doc = parent_of(explanation_json(found), parent.pid)
+    assert "verdict        parent-exited: the parent exited while it was examined" in text
+    assert "  state " not in text  # no evidence row from a process that is gone
+    expected = ("parent-exited", True, None, None)
+    assert (doc["verdict"], doc["gone"], doc["state"], doc["sigchld"]) == expected
+    assert doc["fixes"] == [
+        {"kind": "operational", "summary": "look again: the zombies have a new parent",
+         "how": "undertaker why"}
+    ]  # fmt: skip
 
 
 @pytest.fixture
@@ -264,19 +281,28 @@ def test_zombie_in_a_container_cgroup(docker_cgroup: Path) -> None:
 
 
 def test_bad_input_is_one_line_and_exit_2() -> None:
-    """Not a number, a PID that does not exist, a process with no zombie and no child."""
+    """Not a number, a PID that does not exist or is gone, a process with no zombie and no
+    child: one line on standard error, nothing on standard output, exit 2, with --json too."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
     with ZombieParent([ZombieSpec()], sleepers_count=1) as parent:
         sleeper = parent.sleepers[0]
-        for args, message in [
+        cases = [
             (["abc"], "not a PID: 'abc'"),
+            (["12abc"], "not a PID: '12abc'"),
             (["4194305"], "no such process (pid=4194305)"),
             ([str(sleeper)], f"pid {sleeper} is not a zombie (state S) and has no children"),
-        ]:
-            done = cli("why", *args)
-            assert done.returncode == 2, done
-            assert done.stdout == ""
-            assert done.stderr.count("\n") == 1
-            assert message in done.stderr
+        ]
+        if not os.path.exists(f"/proc/{gone.pid}"):  # not reused meanwhile
+            cases.append(([str(gone.pid)], f"no such process (pid={gone.pid})"))
+        for args, message in cases:
+            for extra in ([], ["--json"]):
+                done = cli("why", *args, *extra)
+                assert done.returncode == 2, done
+                assert done.stdout == ""
+                assert done.stderr.count("\n") == 1
+                assert message in done.stderr
+                assert "Traceback" not in done.stderr
 
 
 def test_no_zombies_exits_0() -> None:
@@ -331,10 +357,14 @@ def test_watch_shows_a_growing_count() -> None:
     """--watch samples again: a parent that keeps forking shows more zombies the second time."""
     with Scenario("grow") as parent:
         done = cli("why", str(parent.pid), "--watch", "0.5", "--json")
-    assert done.returncode == 1, done.stderr
+        text = cli("why", str(parent.pid), "--watch", "0.5")
+    assert done.returncode == text.returncode == 1, done.stderr
     growth = parent_of(json.loads(done.stdout), parent.pid)["growth"]
     assert growth["seconds"] == 0.5
     assert growth["after"] > growth["before"] >= 3
+    [row] = [line for line in text.stdout.splitlines() if line.startswith("  over ")]
+    # The value stands in the evidence rows' column.
+    assert re.fullmatch(r"  over 0\.5s {6}\d+ -> \d+ zombies \(growing\)", row), row
 
 
 def test_watch_rejects_a_bad_duration() -> None:

@@ -123,7 +123,7 @@ def render_parent(report: ParentReport, style: Style, now: float) -> list[str]:
         else:
             trend = "growing" if g.after > g.before else "not growing"
             change = f"{g.before} -> {g.after} zombies ({trend})"
-        lines.append(f"  over {g.seconds:g}s     {change}")
+        lines.append(f"  {f'over {g.seconds:g}s':<14} {change}")
     lines += [style.dim(f"  could not read: {what}") for what in ev.unreadable]
     lines.append(f"  verdict        {style.zombie(diag.verdict)}: {printable(diag.reason)}")
     if diag.fixes:
