@@ -67,6 +67,9 @@ def _evidence_rows(ev: Evidence) -> list[tuple[str, str]]:
         nested = " > ".join(map(str, status.nspid))
         init = ", PID 1 of its namespace" if ev.is_namespace_init else ""
         rows.append(("namespace", f"NSpid {nested}{init}"))
+    if ev.adopted:
+        proof = f"{ev.adopted} of its zombies were forked in another session, so by another process"
+        rows.append(("subreaper", f"yes: {proof}: adopted orphans"))
     if ev.container is not None:
         rows.append(("container", ev.container.short))
     if ev.reaped_before is not None:

@@ -57,6 +57,7 @@ class Evidence(NamedTuple):
     container: Container | None
     reaped_before: bool | None  # the kernel counted waited-for children; None: unreadable
     unreadable: list[str]  # what we could not read, with what would let us
+    sid: int | None = None  # its session, as the scan saw it
 
     @property
     def nspid(self) -> tuple[int, ...]:
@@ -79,6 +80,22 @@ class Evidence(NamedTuple):
         """``python`` when the parent runs CPython (its fixes are tailored), else None."""
         name = self.status.name if self.status is not None else None
         return "python" if is_python(self.cmdline, name) else None
+
+    @property
+    def adopted(self) -> int:
+        """How many of its zombies another process forked: proof that it adopted them.
+
+        A child is born in its parent's session and leaves it only by setsid,
+        for a session of its own. A zombie in a session that is neither its
+        own nor the parent's was therefore forked elsewhere, as long as the
+        parent never called setsid itself (it is no session leader), which
+        would have left its earlier children in its old session. Adopted by a
+        process that is not a namespace's PID 1, they show it is a subreaper.
+        """
+        sid = self.sid
+        if sid is None or sid == self.pid:
+            return 0
+        return sum(1 for z in self.zombies if z.process.sid not in (sid, z.process.pid))
 
     @property
     def forked_without_exec(self) -> int:
@@ -198,6 +215,7 @@ def gather(group: ParentGroup, root: str = "/proc") -> Evidence:
         container=container_of(cgroups) if cgroups else None,
         reaped_before=faults > 0 or ticks > 0,
         unreadable=unreadable,
+        sid=group.process.sid,
     )
 
 

@@ -24,6 +24,7 @@ from undertaker.diagnose._names import (
     PARENT_ZOMBIE_LEADER,
     SIGCHLD_BLOCKED,
     SIGCHLD_IGNORED_LATE,
+    SUBREAPER_NOT_REAPING,
     WAITS_FOR_OTHER,
 )
 from undertaker.diagnose._signals import has_sigchld
@@ -186,6 +187,38 @@ def _container_fixes(ev: Evidence) -> list[Fix]:
     return _wait_code(ev) + fixes
 
 
+def _subreaper_fixes(ev: Evidence) -> list[Fix]:
+    """Reap the orphans it adopts, or adopt none; then its own zombies, if some are."""
+    if _python(ev):
+        fixes = [
+            Fix(
+                CODE,
+                "Python: a subreaper must reap the orphans it adopts: a Reaper does "
+                "(it never reaps the program's own children)",
+                "import undertaker\nwith undertaker.Reaper(): main()",
+            ),
+            Fix(
+                CODE,
+                "or, if it need not adopt orphans, stop being a subreaper: they go to init",
+                "undertaker.become_subreaper(enable=False)",
+            ),
+        ]
+    else:
+        fixes = [
+            Fix(
+                CODE,
+                "a subreaper must reap the orphans it adopts: on each SIGCHLD, in a loop",
+                "while (waitpid(-1, NULL, WNOHANG) > 0) ;",
+            ),
+            Fix(
+                CODE,
+                "or, if it need not adopt orphans, stop being a subreaper: they go to init",
+                "prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);",
+            ),
+        ]
+    return fixes + (_wait_code(ev) if ev.adopted < len(ev.zombies) else [])
+
+
 def _restart_container(ev: Evidence) -> list[Fix]:
     """Restart what owns the namespace: its PID 1 cannot be replaced while it runs.
 
@@ -316,6 +349,8 @@ def fixes_for(verdict: str, ev: Evidence) -> list[Fix]:
         ]
     elif verdict == NAMESPACE_INIT:
         first = _container_fixes(ev)
+    elif verdict == SUBREAPER_NOT_REAPING:
+        first = _subreaper_fixes(ev)
     elif verdict in (WAITS_FOR_OTHER, NEVER_WAITS):
         first = _wait_code(ev)
     return first + _remedies(verdict, ev)

@@ -9,6 +9,7 @@ PARENT_ZOMBIE_LEADER = "parent-zombie-leader"
 SIGCHLD_IGNORED_LATE = "sigchld-ignored-late"
 SIGCHLD_BLOCKED = "sigchld-blocked"
 NAMESPACE_INIT = "namespace-init-not-reaping"
+SUBREAPER_NOT_REAPING = "subreaper-not-reaping"
 HANDLER_LOSES_SIGNALS = "handler-loses-signals"
 HANDLER_NOT_REAPING = "handler-not-reaping"
 WAITS_FOR_OTHER = "waits-for-other-child"
@@ -25,6 +26,7 @@ VERDICTS = (
     SIGCHLD_IGNORED_LATE,
     SIGCHLD_BLOCKED,
     NAMESPACE_INIT,
+    SUBREAPER_NOT_REAPING,
     HANDLER_LOSES_SIGNALS,
     HANDLER_NOT_REAPING,
     WAITS_FOR_OTHER,

@@ -3,9 +3,10 @@
 The verdict names are stable (documented in docs/json.md); scripts match on
 them. The first rule that applies wins, in this order: the parent is gone or
 out of sight; it cannot run (stopped, traced, uninterruptible, only a
-zombie leader); its SIGCHLD disposition (ignored too late, blocked); it is
-a namespace's PID 1; a handler that reaps too little or not at all; it waits
-for another child; it never calls wait.
+zombie leader); its SIGCHLD disposition (ignored too late, blocked); it
+waits for another child; it is a namespace's PID 1, or a subreaper holding
+orphans it adopted; a handler that reaps too little or not at all; it never
+calls wait.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from undertaker.diagnose._names import (
     PARENT_ZOMBIE_LEADER,
     SIGCHLD_BLOCKED,
     SIGCHLD_IGNORED_LATE,
+    SUBREAPER_NOT_REAPING,
     WAITS_FOR_OTHER,
     ZOMBIE_LEADER,
 )
@@ -154,6 +156,16 @@ def _code_verdict(ev: Evidence) -> tuple[str, str]:
             (
                 "the parent is PID 1 of its PID namespace (a container's entry point) and "
                 f"does not reap ({where}): nothing else will adopt these zombies"
+            ),
+        )
+    if ev.adopted:
+        these = "these zombies" if ev.adopted == len(ev.zombies) else f"{ev.adopted} of these"
+        return (
+            SUBREAPER_NOT_REAPING,
+            (
+                f"the parent is a child subreaper: {these} were forked in another session, "
+                "so by another process, and came to it when their own parent exited; it "
+                f"does not reap the orphans it adopts ({where})"
             ),
         )
     if sigchld_disposition(status.sig_ign, status.sig_cgt) == CAUGHT:
