@@ -24,52 +24,7 @@ from helpers import (
     run_in_namespace,
 )
 from undertaker.testing import ZombieParent, ZombieSpec, proc_state, sleep_until
-
-# Wrapped around a scenario's code, which leaves its unwaited children in
-# ``kids``: print them once they are zombies, block on stdin, reap all at EOF.
-_TAIL = r"""
-import json as _j, os as _o, signal as _s, sys as _y
-_y.stdout.write(_j.dumps([k if isinstance(k, int) else k.pid for k in kids]) + "\n")
-_y.stdout.flush()
-while _o.read(0, 4096):
-    pass
-_s.signal(_s.SIGCHLD, _s.SIG_DFL)
-while True:
-    try:
-        _o.waitpid(-1, 0)
-    except ChildProcessError:
-        break
-"""
-
-
-def _children(pid: int) -> list[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return [int(p) for p in f.read().split()]
-
-
-@contextmanager
-def python_parent(code: str, prefix: tuple[str, ...] = ()) -> Iterator[tuple[int, list[int]]]:
-    """Run *code* (which fills ``kids``) in a Python parent; yield its PID and zombie PIDs.
-
-    With a *prefix* (``unshare ... --fork``) the parent is the prefix's only child.
-    """
-    parent = subprocess.Popen(
-        [*prefix, sys.executable, "-c", code + _TAIL], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    assert parent.stdout is not None
-    assert parent.stdin is not None
-    try:
-        count = len(json.loads(parent.stdout.readline()))
-        pid = _children(parent.pid)[0] if prefix else parent.pid
-        kids = _children(pid)
-        assert len(kids) == count
-        assert sleep_until(lambda: all(proc_state(k) == "Z" for k in kids), 10)
-        assert sleep_until(lambda: proc_state(pid) == "S", 10)  # settled in its read
-        yield pid, kids
-    finally:
-        parent.stdin.close()
-        parent.wait(30)
-        parent.stdout.close()
+from why_scenarios import children, python_parent
 
 
 def why_json(*args: str) -> tuple[int, dict[str, Any], str]:
@@ -211,8 +166,8 @@ def test_parent_in_an_enclosing_namespace_is_diagnosed_from_there() -> None:
     assert init.stdin is not None
     holder = None
     try:
-        assert sleep_until(lambda: len(_children(init.pid)) == 1, 10)
-        inner = _children(init.pid)[0]
+        assert sleep_until(lambda: len(children(init.pid)) == 1, 10)
+        inner = children(init.pid)[0]
         holder = subprocess.Popen(
             [sys.executable, "-c", _HOLDER, str(inner)],
             stdin=subprocess.PIPE,

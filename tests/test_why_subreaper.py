@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from helpers import cli
-from undertaker.testing import proc_state, sleep_until
+from why_scenarios import python_parent
 
 # A child subreaper with one zombie of its own; its other child forks two
-# workers (in a new session when argv[1] is "setsid", as a daemon does) and
-# exits, so the workers are adopted; they exit once it is reaped. At EOF on
-# stdin everything is reaped.
+# workers (in a new session when SESSION is "setsid", as a daemon does) and
+# exits, so the workers are adopted; they exit once it is reaped. Run by
+# why_scenarios.python_parent.
 _SUBREAPER = r"""
-import ctypes, json, os, sys
+import ctypes, json, os
 ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
 own = os.fork()
 if own == 0:
@@ -25,7 +23,7 @@ gate_r, gate_w = os.pipe()
 report_r, report_w = os.pipe()
 middle = os.fork()
 if middle == 0:
-    if sys.argv[1] == "setsid":
+    if SESSION == "setsid":
         os.setsid()
     workers = []
     for _ in range(2):
@@ -42,14 +40,7 @@ os.close(report_w)
 workers = json.loads(os.read(report_r, 4096))
 os.waitpid(middle, 0)  # the workers are now adopted
 os.close(gate_w)
-print(json.dumps({"own": own, "workers": workers}), flush=True)
-while os.read(0, 4096):
-    pass
-while True:
-    try:
-        os.waitpid(-1, 0)
-    except ChildProcessError:
-        break
+kids = [own, *workers]
 """
 
 
@@ -58,24 +49,10 @@ def test_subreaper_holding_adopted_orphans(session: str) -> None:
     """Workers of a daemon (its own session) adopted by a subreaper that does not reap them:
     proven adopted, so the verdict and fixes are a subreaper's. Without setsid nothing
     proves the adoption, and nothing is claimed."""
-    parent = subprocess.Popen(
-        [sys.executable, "-c", _SUBREAPER, session],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert parent.stdin is not None
-    assert parent.stdout is not None
-    try:
-        kids = json.loads(parent.stdout.readline())
-        zombies = [kids["own"], *kids["workers"]]
-        assert sleep_until(lambda: all(proc_state(z) == "Z" for z in zombies), 10)
-        text = cli("why", str(parent.pid))
-        done = cli("why", "--json", str(parent.pid))
-    finally:
-        parent.stdin.close()
-        parent.wait(30)
-        parent.stdout.close()
+    code = f"SESSION = {session!r}\n" + _SUBREAPER
+    with python_parent(code) as (pid, zombies):
+        text = cli("why", str(pid))
+        done = cli("why", "--json", str(pid))
     assert text.returncode == done.returncode == 1, text.stderr + done.stderr
     [found] = json.loads(done.stdout)["parents"]
     assert sorted(z["pid"] for z in found["zombies"]) == sorted(zombies)
