@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import UNDERTAKER, cli, needs_namespace, run_in_namespace
+from helpers import AS_NOBODY, UNDERTAKER, cli, needs_namespace, run_in_namespace
 from undertaker.diagnose._doctor import ACTION, NOTE, OK, judge_limit, judge_ptrace, judge_self
+from why_scenarios import python_parent
 
 # PID 1 of a fresh namespace makes two zombies (or none), then runs doctor.
 _AS_INIT = r"""
@@ -100,3 +102,77 @@ def test_pids_cgroup_at_its_limit_needs_action() -> None:
     assert found["check"] == f"pids cgroup {group}"
     assert found["level"] == ACTION
     assert "1 of 1 in use" in found["fact"]
+
+
+# An allow-all seccomp filter: the kernel then shows "Seccomp: 2" for this
+# process and everything it starts, and nothing is refused.
+_ALLOW_ALL = r"""
+import ctypes, os, sys
+class Insn(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                ("k", ctypes.c_uint)]
+class Prog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Insn))]
+allow = (Insn * 1)(Insn(0x06, 0, 0, 0x7FFF0000))  # BPF_RET|BPF_K SECCOMP_RET_ALLOW
+prog = Prog(1, allow)
+prctl = ctypes.CDLL(None, use_errno=True).prctl
+prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+if prctl(38, 1, None, 0, 0) or prctl(22, 2, ctypes.addressof(prog), 0, 0):  # NO_NEW_PRIVS, SECCOMP
+    sys.exit("seccomp: errno %d" % ctypes.get_errno())
+"""
+
+# Under that filter: two zombies (see why_scenarios.python_parent).
+_FILTERED_PARENT = r"""
+kids = []
+for _ in range(2):
+    kid = os.fork()
+    if kid == 0:
+        os._exit(2)
+    kids.append(kid)
+"""
+
+
+def test_zombie_parent_under_seccomp_is_noted() -> None:
+    """A real parent under a seccomp filter holds zombies: doctor names it (an injected wait4
+    would pass its filter), and why's ptrace fix says so."""
+    with python_parent(_ALLOW_ALL + _FILTERED_PARENT) as (pid, _):
+        doc = cli("doctor", "--json")
+        text = cli("doctor")
+        why = cli("why", "--json", str(pid))
+    assert doc.returncode in (0, 1), doc.stderr
+    findings = json.loads(doc.stdout)["findings"]
+    [found] = [f for f in findings if f["check"] == "seccomp-zombie-parents"]
+    assert found["level"] == NOTE
+    assert f"{pid} (" in found["fact"]
+    assert "wait4" in found["advice"]
+    assert f"[note] {found['fact']}" in text.stdout
+    [report] = json.loads(why.stdout)["parents"]
+    assert report["seccomp"] == 2
+    [ptrace] = [f for f in report["fixes"] if "--method ptrace" in f["how"]]
+    assert "seccomp" in ptrace["summary"]
+
+
+def _doctor(*prefix: str) -> dict[str, dict[str, str]]:
+    done = subprocess.run(
+        [*prefix, *UNDERTAKER, "doctor", "--json"],
+        capture_output=True, text=True, timeout=60, check=False, cwd="/",
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr
+    return {f["check"]: f for f in json.loads(done.stdout)["findings"]}
+
+
+def test_doctor_as_a_subreaper_as_nobody_and_under_seccomp() -> None:
+    """Each finding about undertaker itself, from a real process in that situation."""
+    subreaper = "import ctypes, os, sys\nctypes.CDLL(None).prctl(36, 1, 0, 0, 0)\n"
+    run_exec = "os.execv(sys.argv[1], sys.argv[1:])"
+    found = _doctor(sys.executable, "-c", subreaper + run_exec)
+    assert (found["self"]["level"], found["self"]["fact"]) == (
+        OK,
+        "we are a child subreaper: our orphans come to us",
+    )
+    found = _doctor(*AS_NOBODY)
+    assert found["ptrace"]["level"] == NOTE
+    assert "no CAP_SYS_PTRACE" in found["ptrace"]["fact"]
+    found = _doctor(sys.executable, "-c", _ALLOW_ALL + run_exec)
+    assert found["seccomp-undertaker"]["level"] == NOTE
+    assert found["seccomp-undertaker"]["fact"] == "undertaker runs under seccomp (filter)"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from undertaker.cli._common import EXIT_FOUND, EXIT_OK, add_color_option, add_proc_option
 from undertaker.cli._coverage import assess
-from undertaker.cli._style import Style, use_color
+from undertaker.cli._style import Style, printable, use_color
 from undertaker.diagnose._doctor import ACTION, OK, examine
 from undertaker.proc import scan
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     style = Style(use_color(args.color))
     for finding in findings:
         mark = {OK: "ok", ACTION: style.zombie("ACTION")}.get(finding.level, style.blame("note"))
-        print(f"[{mark}] {finding.fact}")
+        print(f"[{mark}] {printable(finding.fact)}")  # it may hold a process's raw name
         if finding.advice:
             print(f"       {finding.advice}")
     return status

@@ -120,6 +120,35 @@ def judge_seccomp(who: str, mode: int | None) -> Finding:
     )
 
 
+def judge_zombie_parents(filtered: Sequence[tuple[int, str]]) -> Finding:
+    """Whether parents holding zombies run under seccomp, which also filters injected calls."""
+    check = "seccomp-zombie-parents"
+    if not filtered:
+        return Finding(check, OK, "no parent holding zombies runs under seccomp", "")
+    named = ", ".join(f"{pid} ({name})" for pid, name in filtered[:10])
+    more = f" and {len(filtered) - 10} more" if len(filtered) > 10 else ""
+    return Finding(
+        check,
+        NOTE,
+        f"{len(filtered)} parent(s) holding zombies run under seccomp: {named}{more}",
+        "`undertaker reap --method ptrace` makes them call wait4, which their filter may "
+        "refuse (or kill them for); `undertaker why PID` names the other fixes",
+    )
+
+
+def _filtered_parents(snapshot: Snapshot) -> list[tuple[int, str]]:
+    holders = sorted({p.ppid for p in snapshot.processes.values() if p.is_zombie and p.ppid})
+    filtered = []
+    for pid in holders:
+        try:
+            status = read_status(pid, snapshot.root)
+        except (NoSuchProcess, AccessDenied):
+            continue
+        if status.seccomp:
+            filtered.append((pid, status.name))
+    return filtered
+
+
 def _pidfd() -> Finding:
     try:
         os.close(os.pidfd_open(os.getpid()))
@@ -189,5 +218,6 @@ def examine(
         _pidfd(),
         judge_seccomp("undertaker", _seccomp_of(os.getpid(), root)),
         judge_seccomp("its parent", _seccomp_of(os.getppid(), root)),
+        judge_zombie_parents(_filtered_parents(snapshot)),
     ]
     return findings

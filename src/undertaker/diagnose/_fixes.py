@@ -138,12 +138,15 @@ def _nudge(pid: int) -> Fix:
     )
 
 
-def _ptrace(pid: int) -> Fix:
+def _ptrace(ev: Evidence) -> Fix:
+    # An injected call passes the process's seccomp filter like any other.
+    filtered = ev.status is not None and ev.status.seccomp
     return _reap(
         "ptrace",
-        pid,
+        ev.pid,
         "make the parent call wait4 for them, pausing it a few ms "
-        "(its own later wait for them gets ECHILD)",
+        "(its own later wait for them gets ECHILD)"
+        + ("; it runs under seccomp, whose filter may refuse that wait4" if filtered else ""),
     )
 
 
@@ -274,12 +277,12 @@ def _remedies(verdict: str, ev: Evidence) -> list[Fix]:
     traced = status is not None and status.tracer_pid != 0
     if verdict == NAMESPACE_INIT:
         nudge = [_nudge(pid)] if status is not None and has_sigchld(status.sig_cgt) else []
-        return [*nudge, _ptrace(pid), *_restart_container(ev)]
+        return [*nudge, _ptrace(ev), *_restart_container(ev)]
     fixes = []
     if verdict == HANDLER_LOSES_SIGNALS:
         fixes.append(_nudge(pid))
     if verdict != PARENT_UNINTERRUPTIBLE and not traced:
-        fixes.append(_ptrace(pid))
+        fixes.append(_ptrace(ev))
     fixes.append(_kill_parent(pid))
     return fixes
 
