@@ -106,6 +106,9 @@ def test_sigchld_blocked() -> None:
     assert "blocked        SIGCHLD, SIGRTMIN+3 (main thread)" in text
     assert "one pending" in text
     assert not any("nudge" in f["how"] for f in doc["fixes"])
+    # A Python parent gets Python code.
+    assert doc["fixes"][0]["how"].startswith("signal.pthread_sigmask(signal.SIG_UNBLOCK")
+    assert "Python: unblock SIGCHLD" in text
 
 
 def test_sig_ign_set_after_the_zombies() -> None:
@@ -115,6 +118,11 @@ def test_sig_ign_set_after_the_zombies() -> None:
     assert doc["sigchld"]["disposition"] == "ignored"
     assert "retroactively" in text
     assert not any("nudge" in f["how"] for f in doc["fixes"])
+    # A Python parent gets Python code: SIG_IGN, then one drain of the earlier zombies.
+    how = doc["fixes"][0]["how"]
+    assert how.startswith("signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n")
+    assert "os.waitpid(-1, os.WNOHANG)" in how
+    assert "Python: set SIG_IGN before the first fork" in text
 
 
 def test_parent_stopped() -> None:

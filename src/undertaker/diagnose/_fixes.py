@@ -125,6 +125,42 @@ def _handler_loop(ev: Evidence) -> Fix:
     return Fix(CODE, "reap in a loop with WNOHANG in the SIGCHLD handler", how)
 
 
+def _ignore_early(ev: Evidence) -> Fix:
+    summary = "set SIG_IGN before the first fork, or drain once right after setting it"
+    if not _python(ev):
+        how = "signal(SIGCHLD, SIG_IGN); while (waitpid(-1, NULL, WNOHANG) > 0) ;"
+        return Fix(CODE, summary, how)
+    how = (
+        "signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
+        "while True:  # the children that were zombies already\n"
+        "    try:\n"
+        "        if os.waitpid(-1, os.WNOHANG)[0] == 0:\n"
+        "            break\n"
+        "    except ChildProcessError:\n"
+        "        break"
+    )
+    return Fix(CODE, f"Python: {summary}", how)
+
+
+def _unblock(ev: Evidence) -> Fix:
+    summary = (
+        "unblock SIGCHLD, or when it is blocked for sigwaitinfo/signalfd, "
+        "call waitpid in a loop each time it is collected"
+    )
+    if not _python(ev):
+        how = (
+            "sigprocmask(SIG_UNBLOCK, &chld, NULL);  /* or: signalfd read, then "
+            "while (waitpid(-1, NULL, WNOHANG) > 0) ; */"
+        )
+        return Fix(CODE, summary, how)
+    how = (
+        "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})\n"
+        "# or, after each signal.sigwaitinfo({signal.SIGCHLD}): os.waitpid(-1, os.WNOHANG)"
+        " until it returns (0, 0)"
+    )
+    return Fix(CODE, f"Python: {summary}", how)
+
+
 def _reap(method: str, pid: int, summary: str) -> Fix:
     return Fix(OPERATIONAL, summary, f"undertaker reap --method {method} --parent {pid}")
 
@@ -320,23 +356,9 @@ def fixes_for(verdict: str, ev: Evidence) -> list[Fix]:
             Fix(OPERATIONAL, "see what the kernel call waits for", f"cat /proc/{ev.pid}/stack")
         ]
     elif verdict == SIGCHLD_IGNORED_LATE:
-        first = [
-            Fix(
-                CODE,
-                "set SIG_IGN before the first fork, or drain once right after setting it",
-                "signal(SIGCHLD, SIG_IGN); while (waitpid(-1, NULL, WNOHANG) > 0) ;",
-            )
-        ]
+        first = [_ignore_early(ev)]
     elif verdict == SIGCHLD_BLOCKED:
-        first = [
-            Fix(
-                CODE,
-                "unblock SIGCHLD, or when it is blocked for sigwaitinfo/signalfd, "
-                "call waitpid in a loop each time it is collected",
-                "sigprocmask(SIG_UNBLOCK, &chld, NULL);  /* or: signalfd read, then "
-                "while (waitpid(-1, NULL, WNOHANG) > 0) ; */",
-            )
-        ]
+        first = [_unblock(ev)]
     elif verdict == HANDLER_LOSES_SIGNALS:
         # Either cause fits the evidence: the loop in the handler, or a wait per child.
         first = [_handler_loop(ev), *_wait_code(ev)[:1]]
