@@ -14,28 +14,39 @@ from helpers import AS_NOBODY, UNDERTAKER, cli, needs_namespace, run_in_namespac
 from undertaker.diagnose._doctor import ACTION, NOTE, OK, judge_limit, judge_ptrace, judge_self
 from why_scenarios import python_parent
 
-# PID 1 of a fresh namespace makes two zombies (or none), then runs doctor.
+# PID 1 of a fresh namespace waits for one child first (argv[2] "waited") or
+# not, makes zombies (argv[1]), then runs doctor (argv[3:]), reading its output
+# to the end before it waits for it.
 _AS_INIT = r"""
 import json, os, subprocess, sys, time
+if sys.argv[2] == "waited":
+    subprocess.run(["true"], check=True)
 for _ in range(int(sys.argv[1])):
     if os.fork() == 0:
         os._exit(3)
 time.sleep(0.2)
-done = subprocess.run([sys.executable, "-m", "undertaker", "doctor", "--json"],
-                      capture_output=True, text=True)
-text = subprocess.run([sys.executable, "-m", "undertaker", "doctor"],
-                      capture_output=True, text=True)
-print(json.dumps({"rc": done.returncode, "doc": json.loads(done.stdout), "text": text.stdout,
-                  "text_rc": text.returncode, "err": done.stderr + text.stderr}))
+run = subprocess.Popen([sys.executable, "-m", "undertaker", "doctor", *sys.argv[3:]],
+                       text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+out, err = run.stdout.read(), run.stderr.read()
+print(json.dumps({"rc": run.wait(), "out": out, "err": err}))
 """
 
 
-def _doctor_as_init(zombies: int) -> dict:  # type: ignore[type-arg]
-    done = run_in_namespace(_AS_INIT, str(zombies))
-    assert done.returncode == 0, done.stderr
-    result: dict = json.loads(done.stdout)  # type: ignore[type-arg]
-    assert result["err"] == ""
-    return result
+def _doctor_as_init(zombies: int, waited: str = "waited") -> dict:  # type: ignore[type-arg]
+    """Doctor's JSON and text, each run by PID 1 of a new namespace."""
+    runs = []
+    for extra in (["--json"], []):
+        done = run_in_namespace(_AS_INIT, str(zombies), waited, *extra)
+        assert done.returncode == 0, done.stderr
+        runs.append(json.loads(done.stdout))
+        assert runs[-1]["err"] == ""
+    doc, text = runs
+    return {
+        "rc": doc["rc"],
+        "doc": json.loads(doc["out"]),
+        "text": text["out"],
+        "text_rc": text["rc"],
+    }
 
 
 @needs_namespace
@@ -57,6 +68,23 @@ def test_init_that_reaps_is_fine() -> None:
     levels = {f["check"]: f["level"] for f in result["doc"]["findings"]}
     assert levels["init"] == OK
     assert result["rc"] == 0, result["doc"]
+    assert (
+        "[ok] PID 1 is python (SIGCHLD default), holding 0 zombie(s); it has waited"
+        in (result["text"])
+    )
+
+
+@needs_namespace
+def test_init_that_never_waited_may_be_no_init() -> None:
+    """PID 1 without zombies that has never waited for a child (the kernel's counters are
+    0): not vouched for, a note (exit 0) that says what to do."""
+    result = _doctor_as_init(0, "never")
+    [init] = [f for f in result["doc"]["findings"] if f["check"] == "init"]
+    assert init["level"] == NOTE
+    assert init["fact"].endswith("holding 0 zombie(s); it has never waited for a child")
+    assert "undertaker" in init["advice"]
+    assert f"[note] {init['fact']}" in result["text"]
+    assert result["rc"] == result["text_rc"] == 0, result["doc"]
 
 
 def test_doctor_runs_on_the_host() -> None:
@@ -121,8 +149,9 @@ if prctl(38, 1, None, 0, 0) or prctl(22, 2, ctypes.addressof(prog), 0, 0):  # NO
     sys.exit("seccomp: errno %d" % ctypes.get_errno())
 """
 
-# Under that filter: two zombies (see why_scenarios.python_parent).
-_FILTERED_PARENT = r"""
+# Two zombies (see why_scenarios.python_parent).
+_TWO_ZOMBIES = r"""
+import os
 kids = []
 for _ in range(2):
     kid = os.fork()
@@ -135,7 +164,7 @@ for _ in range(2):
 def test_zombie_parent_under_seccomp_is_noted() -> None:
     """A real parent under a seccomp filter holds zombies: doctor names it (an injected wait4
     would pass its filter), and why's ptrace fix says so."""
-    with python_parent(_ALLOW_ALL + _FILTERED_PARENT) as (pid, _):
+    with python_parent(_ALLOW_ALL + _TWO_ZOMBIES) as (pid, _):
         doc = cli("doctor", "--json")
         text = cli("doctor")
         why = cli("why", "--json", str(pid))
@@ -176,3 +205,24 @@ def test_doctor_as_a_subreaper_as_nobody_and_under_seccomp() -> None:
     found = _doctor(sys.executable, "-c", _ALLOW_ALL + run_exec)
     assert found["seccomp-undertaker"]["level"] == NOTE
     assert found["seccomp-undertaker"]["fact"] == "undertaker runs under seccomp (filter)"
+
+
+@needs_namespace
+def test_a_procfs_of_another_pid_namespace_is_no_crash() -> None:
+    """In a container's mount namespace only (nsenter -m), /proc shows its PID namespace,
+    where we are not, so /proc/self does not exist: why and doctor still answer."""
+    prefix = ("unshare", "--pid", "--fork", "--mount-proc")
+    with python_parent(_TWO_ZOMBIES, prefix) as (pid, _):
+        enter = ["nsenter", "-t", str(pid), "-m", *UNDERTAKER]
+        why, doctor = (
+            subprocess.run([*enter, *args], capture_output=True, text=True, timeout=60, check=False)
+            for args in (["why", "--json"], ["doctor", "--json"])
+        )
+    assert (why.returncode, why.stderr) == (1, ""), why.stderr
+    [parent] = json.loads(why.stdout)["parents"]
+    assert (parent["pid"], parent["verdict"]) == (1, "namespace-init-not-reaping")
+    assert doctor.returncode == 1, doctor.stderr  # that PID 1 holds zombies
+    findings = {f["check"]: f for f in json.loads(doctor.stdout)["findings"]}
+    assert findings["init"]["level"] == ACTION
+    # Our own process is not in that /proc: not read there, never another process.
+    assert findings["seccomp-undertaker"]["fact"] == "seccomp of undertaker: not readable"
