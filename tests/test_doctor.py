@@ -214,15 +214,18 @@ def test_a_procfs_of_another_pid_namespace_is_no_crash() -> None:
     prefix = ("unshare", "--pid", "--fork", "--mount-proc")
     with python_parent(_TWO_ZOMBIES, prefix) as (pid, _):
         enter = ["nsenter", "-t", str(pid), "-m", *UNDERTAKER]
-        why, doctor = (
+        why, text, doctor = (
             subprocess.run([*enter, *args], capture_output=True, text=True, timeout=60, check=False)
-            for args in (["why", "--json"], ["doctor", "--json"])
+            for args in (["why", "--json"], ["why"], ["doctor", "--json"])
         )
     assert (why.returncode, why.stderr) == (1, ""), why.stderr
     [parent] = json.loads(why.stdout)["parents"]
     assert (parent["pid"], parent["verdict"]) == (1, "namespace-init-not-reaping")
+    # The fixes name that namespace's PIDs: said, since a shell out here reads them as ours.
+    assert "note: this /proc shows a PID namespace we are not in" in text.stdout
     assert doctor.returncode == 1, doctor.stderr  # that PID 1 holds zombies
     findings = {f["check"]: f for f in json.loads(doctor.stdout)["findings"]}
     assert findings["init"]["level"] == ACTION
     # Our own process is not in that /proc: not read there, never another process.
     assert findings["seccomp-undertaker"]["fact"] == "seccomp of undertaker: not readable"
+    assert any("a PID namespace we are not in" in f["fact"] for f in findings.values())
