@@ -229,3 +229,11 @@ def test_a_procfs_of_another_pid_namespace_is_no_crash() -> None:
     # Our own process is not in that /proc: not read there, never another process.
     assert findings["seccomp-undertaker"]["fact"] == "seccomp of undertaker: not readable"
     assert any("a PID namespace we are not in" in f["fact"] for f in findings.values())
+
+
+def test_doctor_error_is_one_line_and_exit_2() -> None:
+    """An unreadable procfs or a bad argument: one line on standard error, exit 2."""
+    for args in (["--proc", "/nonexistent"], ["--proc", "/tmp", "--json"], ["extra"]):
+        done = cli("doctor", *args)
+        assert (done.returncode, done.stdout) == (2, ""), done
+        assert done.stderr.count("\n") == 1, done.stderr
