@@ -435,3 +435,34 @@ def test_doctor_in_a_pid_namespace_says_the_host_limit_is_hidden() -> None:
     findings = json.loads(done.stdout)["findings"]
     view = [f["fact"] for f in findings if f["check"] == "view"]
     assert any("inside a PID namespace" in fact and "host's" in fact for fact in view), findings
+
+
+# multiprocessing.Process children (fork start method) that exit and are never
+# joined: what a worker pool left to itself leaks.
+_UNJOINED = """
+import multiprocessing
+ctx = multiprocessing.get_context("fork")
+gate = ctx.Event()
+kids = [ctx.Process(target=gate.wait) for _ in range(3)]
+for kid in kids:
+    kid.start()
+gate.set()
+"""
+
+
+def test_unjoined_multiprocessing_children_get_the_join_fix() -> None:
+    """Python parent, multiprocessing children never joined: the runtime is named and the
+    first fix joins them, in text and JSON."""
+    with python_parent(_UNJOINED) as (pid, kids):
+        status, doc, text = why_json(str(pid))
+    assert status == 1
+    [parent] = doc["parents"]
+    assert parent["verdict"] == "default-never-waits"
+    assert sorted(z["pid"] for z in parent["zombies"]) == sorted(kids)
+    assert (parent["runtime"], parent["forked_without_exec"]) == ("python", 3)
+    first = parent["fixes"][0]
+    assert "multiprocessing" in first["summary"]
+    assert first["how"].startswith("p.join()")
+    assert "runtime        python (from its command line)" in text
+    assert "verdict        default-never-waits:" in text
+    assert "p.join()" in text
