@@ -8,12 +8,8 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from helpers import (
     AS_NOBODY,
@@ -24,7 +20,7 @@ from helpers import (
     run_in_namespace,
 )
 from undertaker.testing import ZombieParent, ZombieSpec, proc_state, sleep_until
-from why_scenarios import children, python_parent
+from why_scenarios import children, named_cgroup, python_parent
 
 
 def why_json(*args: str) -> tuple[int, dict[str, Any], str]:
@@ -199,26 +195,6 @@ def test_parent_in_an_enclosing_namespace_is_diagnosed_from_there() -> None:
     assert "docker exec" not in hows
     assert "on the host" in hows
     assert "docker exec" not in text.stdout
-
-
-@contextmanager
-def named_cgroup(*names: str) -> Iterator[Path]:
-    """Real nested cgroup v2 directories named as a runtime names its own, removed afterwards."""
-    base = Path("/sys/fs/cgroup/unified")
-    if not (base / "cgroup.procs").exists():
-        base = Path("/sys/fs/cgroup")
-    if not (base / "cgroup.procs").exists() or os.geteuid() != 0:
-        pytest.skip("needs root and a writable cgroup v2 hierarchy")
-    made = [base / f"undertaker-test-{os.getpid()}-{names[0]}"]
-    for name in names[1:]:
-        made.append(made[-1] / name)
-    made[-1].mkdir(parents=True)
-    try:
-        yield made[-1]
-    finally:
-        for path in reversed(made):
-            sleep_until(lambda p=path: not (p / "cgroup.procs").read_text(), 5)  # type: ignore[misc]
-            path.rmdir()
 
 
 @needs_namespace

@@ -15,7 +15,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from undertaker.testing import proc_state, sleep_until
 
@@ -264,3 +267,23 @@ def python_parent(code: str, prefix: tuple[str, ...] = ()) -> Iterator[tuple[int
         parent.stdin.close()
         parent.wait(30)
         parent.stdout.close()
+
+
+@contextmanager
+def named_cgroup(*names: str) -> Iterator[Path]:
+    """Real nested cgroup v2 directories named as a runtime names its own, removed afterwards."""
+    base = Path("/sys/fs/cgroup/unified")
+    if not (base / "cgroup.procs").exists():
+        base = Path("/sys/fs/cgroup")
+    if not (base / "cgroup.procs").exists() or os.geteuid() != 0:
+        pytest.skip("needs root and a writable cgroup v2 hierarchy")
+    made = [base / f"undertaker-test-{os.getpid()}-{names[0]}"]
+    for name in names[1:]:
+        made.append(made[-1] / name)
+    made[-1].mkdir(parents=True)
+    try:
+        yield made[-1]
+    finally:
+        for path in reversed(made):
+            sleep_until(lambda p=path: not (p / "cgroup.procs").read_text(), 5)  # type: ignore[misc]
+            path.rmdir()

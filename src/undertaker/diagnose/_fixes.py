@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from undertaker.diagnose._container import service_of
 from undertaker.diagnose._names import (
     HANDLER_LOSES_SIGNALS,
     HANDLER_NOT_REAPING,
@@ -320,6 +321,16 @@ def _remedies(verdict: str, ev: Evidence) -> list[Fix]:
     if verdict != PARENT_UNINTERRUPTIBLE and not traced:
         fixes.append(_ptrace(ev))
     fixes.append(_kill_parent(pid))
+    unit = service_of(ev.cgroups) if ev.cgroups else None
+    if unit is not None:
+        fixes.append(
+            Fix(
+                OPERATIONAL,
+                "or restart its systemd service: the whole service ends (init reaps its "
+                "zombies) and starts again",
+                f"systemctl restart {unit}",
+            )
+        )
     return fixes
 
 

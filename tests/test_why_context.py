@@ -1,13 +1,15 @@
-"""``undertaker why`` on a child subreaper: adoption shown only on the kernel's evidence."""
+"""``undertaker why`` where the parent's context changes the fix: a child subreaper (shown
+only on the kernel's evidence of adoption), a systemd service."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from helpers import cli
-from why_scenarios import python_parent
+from why_scenarios import named_cgroup, python_parent
 
 # A child subreaper with one zombie of its own; its other child forks two
 # workers (in a new session when SESSION is "setsid", as a daemon does) and
@@ -70,3 +72,26 @@ def test_subreaper_holding_adopted_orphans(session: str) -> None:
     assert "undertaker.Reaper()" in hows[0]
     assert "undertaker.become_subreaper(enable=False)" in hows[1]
     assert any("join" in how or "waitpid" in how for how in hows[2:])  # its own zombie
+
+
+_TWO_POPEN = """
+import subprocess
+kids = [subprocess.Popen(["true"]) for _ in range(2)]
+"""
+
+
+def test_parent_in_a_systemd_service_can_be_restarted() -> None:
+    """A parent in a real cgroup named as systemd names a service: restarting the service
+    is offered, last (it ends the whole service), with the exact command."""
+    unit = f"undertaker-test-{os.getpid()}.service"
+    with named_cgroup("system.slice", unit) as service, python_parent(_TWO_POPEN) as (pid, _):
+        (service / "cgroup.procs").write_text(f"{pid}\n")
+        text = cli("why", str(pid))
+        done = cli("why", "--json", str(pid))
+    assert text.returncode == done.returncode == 1, text.stderr + done.stderr
+    [found] = json.loads(done.stdout)["parents"]
+    assert found["verdict"] == "default-never-waits"
+    last = found["fixes"][-1]
+    assert (last["kind"], last["how"]) == ("operational", f"systemctl restart {unit}")
+    assert found["fixes"][-2]["how"] == f"undertaker reap --method kill-parent --parent {pid}"
+    assert f"systemctl restart {unit}" in text.stdout
