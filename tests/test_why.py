@@ -10,11 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from helpers import AS_NOBODY, UNDERTAKER, cli, needs_namespace, run_in_namespace
 from undertaker.census import take_census
@@ -25,7 +22,7 @@ from undertaker.diagnose import Explanation, ParentReport, explain, gather
 from undertaker.diagnose._verdict import diagnose
 from undertaker.proc import scan
 from undertaker.testing import ZombieLeader, ZombieParent, ZombieSpec, proc_state, sleep_until
-from why_scenarios import Scenario, Tracer, send_signal, wait_state
+from why_scenarios import Scenario, Tracer, named_cgroup, send_signal, wait_state
 
 
 def why(*args: str) -> tuple[int, str, dict[str, Any]]:
@@ -260,29 +257,15 @@ def test_parent_exits_during_the_diagnosis() -> None:
     ]  # fmt: skip
 
 
-@pytest.fixture
-def docker_cgroup() -> Iterator[Path]:
-    """A real cgroup v2 named like a Docker container's scope, removed afterwards."""
-    base = Path("/sys/fs/cgroup/unified")
-    if not (base / "cgroup.procs").exists():
-        base = Path("/sys/fs/cgroup")
-    if not (base / "cgroup.procs").exists() or os.geteuid() != 0:
-        pytest.skip("needs root and a writable cgroup v2 hierarchy")
-    outer = base / f"undertaker-test-{os.getpid()}.slice"
-    scope = outer / f"docker-{secrets.token_hex(32)}.scope"
-    scope.mkdir(parents=True)
-    try:
-        yield scope
-    finally:
-        scope.rmdir()
-        outer.rmdir()
-
-
-def test_zombie_in_a_container_cgroup(docker_cgroup: Path) -> None:
-    """A parent in a docker-named cgroup: the container is named in text and JSON."""
-    cid = docker_cgroup.name.removeprefix("docker-").removesuffix(".scope")
-    with Scenario("default") as parent:
-        (docker_cgroup / "cgroup.procs").write_text(f"{parent.pid}\n")
+def test_zombie_in_a_container_cgroup() -> None:
+    """A parent in a real cgroup named as Docker names a container's: the container is
+    named in text and JSON."""
+    cid = secrets.token_hex(32)
+    with (
+        named_cgroup("docker.slice", f"docker-{cid}.scope") as scope,
+        Scenario("default") as parent,
+    ):
+        (scope / "cgroup.procs").write_text(f"{parent.pid}\n")
         text, doc = check(parent.pid, parent.zombies, "default-never-waits")
     assert doc["container"] == {"runtime": "docker", "id": cid, "pod_uid": None}
     assert f"container      docker {cid[:12]}" in text
