@@ -12,6 +12,7 @@ import pytest
 
 from helpers import AS_NOBODY, UNDERTAKER, cli, needs_namespace, run_in_namespace
 from undertaker.diagnose._doctor import ACTION, NOTE, OK, judge_limit, judge_ptrace, judge_self
+from undertaker.wait import _kernel_at_least
 from why_scenarios import python_parent
 
 # PID 1 of a fresh namespace waits for one child first (argv[2] "waited") or
@@ -237,3 +238,39 @@ def test_doctor_error_is_one_line_and_exit_2() -> None:
         done = cli("doctor", *args)
         assert (done.returncode, done.stdout) == (2, ""), done
         assert done.stderr.count("\n") == 1, done.stderr
+
+
+# PID 1 of a fresh namespace lowers the namespace's own pid_max to 310 (the
+# least allowed), holds 260 children, and runs doctor.
+_PRESSED = r"""
+import json, os, subprocess, sys
+with open("/proc/sys/kernel/pid_max", "w") as limit:
+    limit.write("310")
+gate_r, gate_w = os.pipe()
+for _ in range(260):
+    if os.fork() == 0:
+        os.close(gate_w)
+        os.read(gate_r, 1)
+        os._exit(0)
+os.close(gate_r)
+done = subprocess.run([sys.executable, "-m", "undertaker", "doctor", "--json"],
+                      capture_output=True, text=True)
+os.close(gate_w)
+print(json.dumps({"rc": done.returncode, "out": done.stdout, "err": done.stderr}))
+"""
+
+
+# Before Linux 6.14 pid_max is one for the whole machine: never lowered from a test.
+@pytest.mark.skipif(not _kernel_at_least(6, 14), reason="pid_max per PID namespace: Linux 6.14+")
+@needs_namespace
+def test_pid_max_pressure_needs_action() -> None:
+    """Real PID pressure: 262 PIDs in use of a namespace's pid_max of 310 needs action."""
+    done = run_in_namespace(_PRESSED)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["rc"], result["err"]) == (1, ""), result
+    [found] = [f for f in json.loads(result["out"])["findings"] if f["check"] == "pid_max"]
+    assert found["level"] == ACTION
+    assert found["fact"].startswith("pid_max: 26")
+    assert " of 310 in use" in found["fact"]
+    assert "EAGAIN" in found["advice"]
