@@ -41,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
     snapshot = scan(args.proc, owners=False, split=True)
     coverage = assess(snapshot)
     used = coverage.pid_limit.used if coverage.pid_limit is not None else None
-    findings = examine(snapshot, pids_used=used, view=coverage.notes())
+    findings = examine(
+        snapshot, pids_used=used, view=coverage.notes(), incomplete=coverage.incomplete
+    )
     status = EXIT_FOUND if any(f.level == ACTION for f in findings) else EXIT_OK
     if args.json:
         doc = {"version": DOCTOR_JSON_VERSION, "findings": [f._asdict() for f in findings]}

@@ -135,9 +135,20 @@ def judge_seccomp(who: str, mode: int | None) -> Finding:
     )
 
 
-def judge_zombie_parents(filtered: Sequence[tuple[int, str]]) -> Finding:
-    """Whether parents holding zombies run under seccomp, which also filters injected calls."""
+def judge_zombie_parents(filtered: Sequence[tuple[int, str]], *, complete: bool = True) -> Finding:
+    """Whether parents holding zombies run under seccomp, which also filters injected calls.
+
+    *complete*: every process and every parent's status was readable; else
+    none found is no all-clear.
+    """
     check = "seccomp-zombie-parents"
+    if not filtered and not complete:
+        return Finding(
+            check,
+            NOTE,
+            "no parent holding zombies seen under seccomp, but some processes could not be read",
+            "run as root to see them all",
+        )
     if not filtered:
         return Finding(check, OK, "no parent holding zombies runs under seccomp", "")
     named = ", ".join(f"{pid} ({name})" for pid, name in filtered[:10])
@@ -151,17 +162,22 @@ def judge_zombie_parents(filtered: Sequence[tuple[int, str]]) -> Finding:
     )
 
 
-def _filtered_parents(snapshot: Snapshot) -> list[tuple[int, str]]:
+def _filtered_parents(snapshot: Snapshot) -> tuple[list[tuple[int, str]], bool]:
+    """The parents holding zombies under seccomp, and whether every one could be read."""
     holders = sorted({p.ppid for p in snapshot.processes.values() if p.is_zombie and p.ppid})
     filtered = []
+    complete = True
     for pid in holders:
         try:
             status = read_status(pid, snapshot.root)
-        except (NoSuchProcess, AccessDenied):
+        except NoSuchProcess:
+            continue
+        except AccessDenied:
+            complete = False
             continue
         if status.seccomp:
             filtered.append((pid, status.name))
-    return filtered
+    return filtered, complete
 
 
 def _pidfd() -> Finding:
@@ -210,7 +226,11 @@ def judge_view(notes: Sequence[str]) -> list[Finding]:
 
 
 def examine(
-    snapshot: Snapshot, *, pids_used: int | None = None, view: Sequence[str] = ()
+    snapshot: Snapshot,
+    *,
+    pids_used: int | None = None,
+    view: Sequence[str] = (),
+    incomplete: bool = False,
 ) -> list[Finding]:
     """Run every check against the live system (and *snapshot*, a scan of it).
 
@@ -219,6 +239,8 @@ def examine(
         pids_used: PIDs in use, when a better count than the scan's is known
             (the kernel's task count under hidepid).
         view: caveats on what the scan saw, one finding each.
+        incomplete: the scan missed processes (hidepid, other users'), so
+            finding none of something proves nothing.
     """
     root = snapshot.root
     try:
@@ -241,6 +263,7 @@ def examine(
         judge_limit("threads-max", tasks, threads_max(root)),
     ]
     own_seccomp, parent_seccomp = _own_seccomp(root)
+    filtered, complete = _filtered_parents(snapshot)
     pids = cgroup_pids(root)
     if pids is not None:
         findings.append(judge_limit(f"pids cgroup {pids[2]}", pids[0], pids[1]))
@@ -249,6 +272,6 @@ def examine(
         _pidfd(),
         judge_seccomp("undertaker", own_seccomp),
         judge_seccomp("its parent", parent_seccomp),
-        judge_zombie_parents(_filtered_parents(snapshot)),
+        judge_zombie_parents(filtered, complete=complete and not incomplete),
     ]
     return findings
