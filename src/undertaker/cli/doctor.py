@@ -28,7 +28,8 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "pressure (pid_max, threads-max, the pids cgroup), and whether the reaping "
         "remedies can work (Yama ptrace_scope, CAP_SYS_PTRACE, pidfd, seccomp). Each "
         "finding says what it means and what to do.",
-        epilog="Exit status: 0 all well, 1 a finding needs action, 2 error. "
+        epilog="Exit status: 0 all well, 1 a finding needs action, 2 error, 141 output "
+        "pipe closed early. "
         "JSON schema: docs/json.md.",
     )
     doctor.add_argument("--json", action="store_true", help="print one JSON document")
