@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from helpers import cli
+from undertaker.testing import sleep_until
 from why_scenarios import named_cgroup, python_parent
 
 # A child subreaper with one zombie of its own; its other child forks two
@@ -95,3 +101,58 @@ def test_parent_in_a_systemd_service_can_be_restarted() -> None:
     assert (last["kind"], last["how"]) == ("operational", f"systemctl restart {unit}")
     assert found["fixes"][-2]["how"] == f"undertaker reap --method kill-parent --parent {pid}"
     assert f"systemctl restart {unit}" in text.stdout
+
+
+@contextmanager
+def _freezer_v1(wanted: bool) -> Iterator[Path | None]:
+    """A real cgroup of the v1 freezer (when *wanted*), removed once empty."""
+    if not wanted:
+        yield None
+        return
+    group = Path(f"/sys/fs/cgroup/freezer/undertaker-test-{os.getpid()}")
+    if os.geteuid() != 0 or not group.parent.joinpath("cgroup.procs").exists():
+        pytest.skip("needs root and the cgroup v1 freezer")
+    group.mkdir()
+    try:
+        yield group
+    finally:
+        sleep_until(lambda: not (group / "cgroup.procs").read_text(), 10)
+        group.rmdir()
+
+
+@pytest.mark.parametrize("freezer", ["v2", "v1"])
+def test_parent_in_a_frozen_cgroup(freezer: str) -> None:
+    """A parent whose cgroup is frozen (docker pause) runs no code: the verdict says so,
+    thawing comes first (docker unpause for a Docker container), no ptrace remedy."""
+    cid = secrets.token_hex(32)
+    with (
+        named_cgroup("docker.slice", f"docker-{cid}.scope") as scope,
+        _freezer_v1(freezer == "v1") as group,
+        python_parent(_TWO_POPEN) as (pid, zombies),
+    ):
+        (scope / "cgroup.procs").write_text(f"{pid}\n")
+        if group is None:  # v2: cgroup.freeze, and cgroup.events says when it is done
+            control, freeze, thaw = scope / "cgroup.freeze", "1", "0"
+            events = scope / "cgroup.events"
+        else:
+            (group / "cgroup.procs").write_text(f"{pid}\n")
+            control, freeze, thaw = group / "freezer.state", "FROZEN", "THAWED"
+            events = control
+        control.write_text(freeze + "\n")
+        try:
+            assert sleep_until(lambda: re.search(r"\b(frozen 1|FROZEN)\b", events.read_text()), 10)
+            text = cli("why", str(pid))
+            done = cli("why", "--json", str(pid))
+        finally:
+            control.write_text(thaw + "\n")
+    assert text.returncode == done.returncode == 1, text.stderr + done.stderr
+    [found] = json.loads(done.stdout)["parents"]
+    assert sorted(z["pid"] for z in found["zombies"]) == sorted(zombies)
+    assert found["verdict"] == "parent-frozen"
+    assert found["frozen"] == str(control)
+    assert "runs no code until thawed" in found["reason"]
+    hows = [f["how"] for f in found["fixes"]]
+    assert hows[:2] == [f"docker unpause {cid[:12]}", f"echo {thaw} > {control}"]
+    assert not any("--method ptrace" in how for how in hows)
+    assert "verdict        parent-frozen:" in text.stdout
+    assert f"echo {thaw} > {control}" in text.stdout

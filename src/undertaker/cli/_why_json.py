@@ -74,6 +74,7 @@ def _evidence_json(ev: Evidence) -> dict[str, Any]:
         "runtime": ev.runtime,
         "forked_without_exec": ev.forked_without_exec,
         "adopted": ev.adopted,
+        "frozen": ev.frozen,
         "unreadable": ev.unreadable,
     }
 

@@ -61,6 +61,8 @@ def _evidence_rows(ev: Evidence) -> list[tuple[str, str]]:
         ("ignored", _names(status.sig_ign)),
         ("blocked", _names(status.sig_blk) + " (main thread)"),
     ]
+    if ev.frozen:
+        rows.append(("frozen", f"yes, by {printable(ev.frozen)}"))
     if status.tracer_pid:
         rows.append(("tracer", f"{status.tracer_pid} ({printable(ev.tracer_comm or '?')})"))
     if len(status.nspid) > 1:

@@ -19,6 +19,7 @@ from undertaker.diagnose._syscalls import syscall_name
 from undertaker.proc import read_cmdline, read_status, read_task_masks
 from undertaker.proc._detail import (
     Syscall,
+    frozen_by,
     read_cgroup,
     read_stat_bytes,
     read_syscall,
@@ -58,6 +59,7 @@ class Evidence(NamedTuple):
     reaped_before: bool | None  # the kernel counted waited-for children; None: unreadable
     unreadable: list[str]  # what we could not read, with what would let us
     sid: int | None = None  # its session, as the scan saw it
+    frozen: str | None = None  # the cgroup control file that holds it frozen
 
     @property
     def nspid(self) -> tuple[int, ...]:
@@ -172,6 +174,7 @@ def gather(group: ParentGroup, root: str = "/proc") -> Evidence:
         wchan = read_wchan(pid, root)
         syscall = read_syscall(pid, root)
         cgroups = read_cgroup(pid, root)
+        frozen = frozen_by(pid, root)
         stat = read_stat_bytes(pid, root)  # last: its start time vouches for the reads above
         fields = parse_stat(stat)
     except (NoSuchProcess, StatParseError):
@@ -216,6 +219,7 @@ def gather(group: ParentGroup, root: str = "/proc") -> Evidence:
         reaped_before=faults > 0 or ticks > 0,
         unreadable=unreadable,
         sid=group.process.sid,
+        frozen=frozen,
     )
 
 

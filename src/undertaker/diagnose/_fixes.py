@@ -18,6 +18,7 @@ from undertaker.diagnose._names import (
     HANDLER_NOT_REAPING,
     NAMESPACE_INIT,
     NEVER_WAITS,
+    PARENT_FROZEN,
     PARENT_OUTSIDE,
     PARENT_STOPPED,
     PARENT_TRACED,
@@ -160,6 +161,24 @@ def _unblock(ev: Evidence) -> Fix:
         " until it returns (0, 0)"
     )
     return Fix(CODE, f"Python: {summary}", how)
+
+
+def _thaw(ev: Evidence) -> list[Fix]:
+    """Thaw what froze it: the container runtime's unpause, else the cgroup file itself."""
+    fixes = []
+    container = ev.container
+    if container is not None and container.runtime in ("docker", "podman") and container.id:
+        fixes.append(
+            Fix(
+                OPERATIONAL,
+                "unpause the container; it may then reap",
+                f"{container.runtime} unpause {container.id[:12]}",
+            )
+        )
+    control = ev.frozen or ""
+    value = "THAWED" if control.endswith("freezer.state") else "0"
+    fixes.append(Fix(OPERATIONAL, "thaw its cgroup; it may then reap", f"echo {value} > {control}"))
+    return fixes
 
 
 def _reap(method: str, pid: int, summary: str) -> Fix:
@@ -318,7 +337,7 @@ def _remedies(verdict: str, ev: Evidence) -> list[Fix]:
     fixes = []
     if verdict == HANDLER_LOSES_SIGNALS:
         fixes.append(_nudge(pid))
-    if verdict != PARENT_UNINTERRUPTIBLE and not traced:
+    if verdict not in (PARENT_UNINTERRUPTIBLE, PARENT_FROZEN) and not traced:
         fixes.append(_ptrace(ev))
     fixes.append(_kill_parent(pid))
     unit = service_of(ev.cgroups) if ev.cgroups else None
@@ -351,7 +370,9 @@ def fixes_for(verdict: str, ev: Evidence) -> list[Fix]:
             )
         ]
     first: list[Fix] = []
-    if verdict == PARENT_STOPPED:
+    if verdict == PARENT_FROZEN:
+        first = _thaw(ev)
+    elif verdict == PARENT_STOPPED:
         first = [Fix(OPERATIONAL, "let it run again; it may then reap", f"kill -CONT {ev.pid}")]
     elif verdict == PARENT_TRACED and ev.status is not None:
         tracer = ev.status.tracer_pid

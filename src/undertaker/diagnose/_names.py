@@ -2,6 +2,7 @@
 
 PARENT_EXITED = "parent-exited"
 PARENT_OUTSIDE = "parent-outside-view"
+PARENT_FROZEN = "parent-frozen"
 PARENT_STOPPED = "parent-stopped"
 PARENT_TRACED = "parent-traced"
 PARENT_UNINTERRUPTIBLE = "parent-uninterruptible"
@@ -19,6 +20,7 @@ ZOMBIE_LEADER = "zombie-leader"
 VERDICTS = (
     PARENT_EXITED,
     PARENT_OUTSIDE,
+    PARENT_FROZEN,
     PARENT_STOPPED,
     PARENT_TRACED,
     PARENT_UNINTERRUPTIBLE,

@@ -2,11 +2,11 @@
 
 The verdict names are stable (documented in docs/json.md); scripts match on
 them. The first rule that applies wins, in this order: the parent is gone or
-out of sight; it cannot run (stopped, traced, uninterruptible, only a
-zombie leader); its SIGCHLD disposition (ignored too late, blocked); it
-waits for another child; it is a namespace's PID 1, or a subreaper holding
-orphans it adopted; a handler that reaps too little or not at all; it never
-calls wait.
+out of sight; it cannot run (its cgroup frozen, stopped, traced,
+uninterruptible, only a zombie leader); its SIGCHLD disposition (ignored too
+late, blocked); it waits for another child; it is a namespace's PID 1, or a
+subreaper holding orphans it adopted; a handler that reaps too little or not
+at all; it never calls wait.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from undertaker.diagnose._names import (
     NAMESPACE_INIT,
     NEVER_WAITS,
     PARENT_EXITED,
+    PARENT_FROZEN,
     PARENT_OUTSIDE,
     PARENT_STOPPED,
     PARENT_TRACED,
@@ -87,6 +88,11 @@ def wait_target(ev: Evidence) -> str | None:
 def _state_verdict(ev: Evidence) -> tuple[str, str] | None:
     status = ev.status
     assert status is not None  # noqa: S101  (checked by the caller)
+    if ev.frozen:
+        return (
+            PARENT_FROZEN,
+            f"the parent's cgroup is frozen ({ev.frozen}): it runs no code until thawed",
+        )
     if status.state == "T":
         return PARENT_STOPPED, "the parent is stopped (SIGSTOP or job control): it runs no code"
     if status.state == "t":
