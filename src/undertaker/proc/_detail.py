@@ -1,4 +1,4 @@
-"""Per-process details a diagnosis needs: where a process sleeps, its cgroup, its reaping past.
+"""Per-process details a diagnosis needs: where it sleeps, its cgroup (frozen?), its reaping past.
 
 Each reader returns None when the kernel hides the answer (another user's
 process without CAP_SYS_PTRACE, a kernel built without the file) and raises
