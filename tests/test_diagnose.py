@@ -13,6 +13,7 @@ from undertaker.diagnose import (
     sigchld_disposition,
     syscall_name,
 )
+from undertaker.diagnose._container import service_of
 from undertaker.diagnose._verdict import wait_target
 from undertaker.proc import parse_status
 from undertaker.proc._detail import Syscall, parse_syscall, waited_children
@@ -166,3 +167,14 @@ def test_wait_target(name: str, args: tuple[int, ...], expected: str | None) -> 
     """The arguments of /proc/PID/syscall say whom a blocked wait is limited to."""
     ev = _evidence("S", syscall=Syscall(0, running=False, args=args), syscall_name=name)
     assert expected == wait_target(ev)
+
+
+def test_service_of() -> None:
+    """A system service is named from any hierarchy's path; a user's unit and a name that is
+    no unit name are not."""
+    assert service_of(["/", "/system.slice/cron.service"]) == "cron.service"
+    assert service_of(["/system.slice/a.service/sub/b.service"]) == "b.service"
+    user = "/user.slice/user-1000.slice/user@1000.service/app.slice/a.service"
+    assert service_of([user]) is None
+    assert service_of(["/system.slice/x;rm -rf.service"]) is None
+    assert service_of(["/system.slice/docker-0123.scope"]) is None

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from helpers import UNDERTAKER, cli, needs_namespace, run_in_namespace
+from helpers import AS_NOBODY, UNDERTAKER, cli, needs_namespace, run_in_namespace
 from undertaker.census import take_census
-from undertaker.diagnose import explain, gather
+from undertaker.cli._style import Style
+from undertaker.cli._why_json import explanation_json
+from undertaker.cli._why_view import render_explanation
+from undertaker.diagnose import Explanation, ParentReport, explain, gather
 from undertaker.diagnose._verdict import diagnose
 from undertaker.proc import scan
 from undertaker.testing import ZombieLeader, ZombieParent, ZombieSpec, proc_state, sleep_until
-from why_scenarios import Scenario, Tracer, send_signal, wait_state
+from why_scenarios import Scenario, Tracer, named_cgroup, send_signal, wait_state
 
 
 def why(*args: str) -> tuple[int, str, dict[str, Any]]:
@@ -101,15 +103,25 @@ def test_sigchld_blocked() -> None:
     assert "blocked        SIGCHLD, SIGRTMIN+3 (main thread)" in text
     assert "one pending" in text
     assert not any("nudge" in f["how"] for f in doc["fixes"])
+    # A Python parent gets Python code.
+    assert doc["fixes"][0]["how"].startswith("signal.pthread_sigmask(signal.SIG_UNBLOCK")
+    assert "Python: unblock SIGCHLD" in text
 
 
 def test_sig_ign_set_after_the_zombies() -> None:
     """SIG_IGN set late: the kernel does not reap the zombies that already existed."""
     with Scenario("ign-late") as parent:
+        # This kernel's own answer: setting SIG_IGN reaped none of the existing zombies.
+        assert len(parent.zombies) == 3
         text, doc = check(parent.pid, parent.zombies, "sigchld-ignored-late")
     assert doc["sigchld"]["disposition"] == "ignored"
     assert "retroactively" in text
     assert not any("nudge" in f["how"] for f in doc["fixes"])
+    # A Python parent gets Python code: SIG_IGN, then one drain of the earlier zombies.
+    how = doc["fixes"][0]["how"]
+    assert how.startswith("signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n")
+    assert "os.waitpid(-1, os.WNOHANG)" in how
+    assert "Python: set SIG_IGN before the first fork" in text
 
 
 def test_parent_stopped() -> None:
@@ -141,6 +153,50 @@ def test_parent_traced() -> None:
     assert not any("--method ptrace" in f["how"] for f in doc["fixes"])
 
 
+# posix_spawn is a vfork: the parent sleeps in D until the child calls exec,
+# and the child first opens the FIFO, which blocks until the test opens it to write.
+_VFORK_PARENT = r"""
+import os, sys
+kids = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(4)
+    kids.append(pid)
+print(" ".join(map(str, kids)), flush=True)
+spawn = [(os.POSIX_SPAWN_OPEN, 3, sys.argv[1], os.O_RDONLY, 0)]
+kids.append(os.posix_spawn("/bin/true", ["true"], {}, file_actions=spawn))
+for pid in kids:
+    os.waitpid(pid, 0)
+"""
+
+
+def test_parent_uninterruptible_in_a_vfork(tmp_path: Path) -> None:
+    """A parent in D (waiting for its vfork child to exec): no ptrace remedy, the call named."""
+    fifo = tmp_path / "gate"
+    os.mkfifo(fifo)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _VFORK_PARENT, str(fifo)], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    try:
+        zombies = [int(p) for p in parent.stdout.readline().split()]
+        assert sleep_until(lambda: all(proc_state(z) == "Z" for z in zombies), 10)
+        wait_state(parent.pid, "D")
+        text, doc = check(parent.pid, zombies, "parent-uninterruptible")
+    finally:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # the child may go on to exec
+        parent.wait(30)
+        parent.stdout.close()
+    assert doc["state"] == "D"
+    assert doc["syscall"]["name"] in ("clone3", "clone", "vfork")
+    assert doc["wchan"]
+    assert "D (uninterruptible sleep)" in text
+    assert "a vfork" in doc["reason"]
+    assert doc["fixes"][0]["how"] == f"cat /proc/{parent.pid}/stack"
+    assert not any("--method ptrace" in f["how"] for f in doc["fixes"])
+
+
 @needs_namespace
 def test_parent_is_pid_1_of_a_namespace() -> None:
     """PID 1 of a private PID namespace that does not reap: the container fixes are named."""
@@ -162,6 +218,7 @@ def test_parent_is_pid_1_of_a_namespace() -> None:
     ):
         assert fix in hows
     assert "PID 1 of its namespace" in text
+    assert "verdict        namespace-init-not-reaping:" in text
 
 
 def test_zombie_leader_with_a_live_thread() -> None:
@@ -179,7 +236,8 @@ def test_zombie_leader_with_a_live_thread() -> None:
 
 
 def test_parent_exits_during_the_diagnosis() -> None:
-    """The parent exits between the scan and the reads: the verdict says so, no stale evidence."""
+    """The parent exits between the scan and the reads: the verdict says so in text and
+    JSON, with no stale evidence."""
     with ZombieParent([ZombieSpec(code=3)] * 2) as parent:
         snapshot = scan()
         census = take_census(snapshot, lambda p: p.ppid == parent.pid)
@@ -188,51 +246,56 @@ def test_parent_exits_during_the_diagnosis() -> None:
         evidence = gather(group)
     assert evidence.gone is True
     assert evidence.status is None
-    assert diagnose(evidence).verdict == "parent-exited"
+    found = Explanation(census, [ParentReport(evidence, diagnose(evidence))], [], [])
+    text = render_explanation(found, Style(enabled=False), time.time())
+    doc = parent_of(explanation_json(found), parent.pid)
+    assert "verdict        parent-exited: the parent exited while it was examined" in text
+    assert "  state " not in text  # no evidence row from a process that is gone
+    expected = ("parent-exited", True, None, None)
+    assert (doc["verdict"], doc["gone"], doc["state"], doc["sigchld"]) == expected
+    assert doc["fixes"] == [
+        {"kind": "operational", "summary": "look again: the zombies have a new parent",
+         "how": "undertaker why"}
+    ]  # fmt: skip
 
 
-@pytest.fixture
-def docker_cgroup() -> Iterator[Path]:
-    """A real cgroup v2 named like a Docker container's scope, removed afterwards."""
-    base = Path("/sys/fs/cgroup/unified")
-    if not (base / "cgroup.procs").exists():
-        base = Path("/sys/fs/cgroup")
-    if not (base / "cgroup.procs").exists() or os.geteuid() != 0:
-        pytest.skip("needs root and a writable cgroup v2 hierarchy")
-    outer = base / f"undertaker-test-{os.getpid()}.slice"
-    scope = outer / f"docker-{secrets.token_hex(32)}.scope"
-    scope.mkdir(parents=True)
-    try:
-        yield scope
-    finally:
-        scope.rmdir()
-        outer.rmdir()
-
-
-def test_zombie_in_a_container_cgroup(docker_cgroup: Path) -> None:
-    """A parent in a docker-named cgroup: the container is named in text and JSON."""
-    cid = docker_cgroup.name.removeprefix("docker-").removesuffix(".scope")
-    with Scenario("default") as parent:
-        (docker_cgroup / "cgroup.procs").write_text(f"{parent.pid}\n")
+def test_zombie_in_a_container_cgroup() -> None:
+    """A parent in a real cgroup named as Docker names a container's: the container is
+    named in text and JSON."""
+    cid = secrets.token_hex(32)
+    with (
+        named_cgroup("docker.slice", f"docker-{cid}.scope") as scope,
+        Scenario("default") as parent,
+    ):
+        (scope / "cgroup.procs").write_text(f"{parent.pid}\n")
         text, doc = check(parent.pid, parent.zombies, "default-never-waits")
     assert doc["container"] == {"runtime": "docker", "id": cid, "pod_uid": None}
     assert f"container      docker {cid[:12]}" in text
 
 
 def test_bad_input_is_one_line_and_exit_2() -> None:
-    """Not a number, a PID that does not exist, a process with no zombie and no child."""
+    """Not a number, a PID that does not exist or is gone, a process with no zombie and no
+    child: one line on standard error, nothing on standard output, exit 2, with --json too."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
     with ZombieParent([ZombieSpec()], sleepers_count=1) as parent:
         sleeper = parent.sleepers[0]
-        for args, message in [
+        cases = [
             (["abc"], "not a PID: 'abc'"),
+            (["12abc"], "not a PID: '12abc'"),
             (["4194305"], "no such process (pid=4194305)"),
             ([str(sleeper)], f"pid {sleeper} is not a zombie (state S) and has no children"),
-        ]:
-            done = cli("why", *args)
-            assert done.returncode == 2, done
-            assert done.stdout == ""
-            assert done.stderr.count("\n") == 1
-            assert message in done.stderr
+        ]
+        if not os.path.exists(f"/proc/{gone.pid}"):  # not reused meanwhile
+            cases.append(([str(gone.pid)], f"no such process (pid={gone.pid})"))
+        for args, message in cases:
+            for extra in ([], ["--json"]):
+                done = cli("why", *args, *extra)
+                assert done.returncode == 2, done
+                assert done.stdout == ""
+                assert done.stderr.count("\n") == 1
+                assert message in done.stderr
+                assert "Traceback" not in done.stderr
 
 
 def test_no_zombies_exits_0() -> None:
@@ -256,16 +319,23 @@ def test_asking_by_zombie_pid_explains_its_parent() -> None:
 
 
 def test_unprivileged_run_says_what_it_could_not_read() -> None:
-    """As nobody, the syscall and wchan of root's parent are hidden: said, not guessed."""
+    """As nobody, the syscall, wchan and zombies' exit statuses of root's parent are hidden:
+    said, in text and JSON, not guessed."""
     with Scenario("default") as parent:
-        done = subprocess.run(
-            ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
-             *UNDERTAKER, "why", str(parent.pid)],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-    assert done.returncode == 1, done.stderr
-    assert "could not read: syscall" in done.stdout
-    assert "verdict        default-never-waits" in done.stdout
+        command = [*AS_NOBODY, *UNDERTAKER, "why", str(parent.pid)]
+        text, doc = (
+            subprocess.run(command + extra, capture_output=True, text=True, timeout=60, check=False)
+            for extra in ([], ["--json"])
+        )
+    assert text.returncode == doc.returncode == 1, text.stderr + doc.stderr
+    assert "could not read: syscall" in text.stdout
+    assert "could not read: exit statuses of 3 zombies" in text.stdout
+    assert "unknown x3" in text.stdout
+    assert "verdict        default-never-waits" in text.stdout
+    found = parent_of(json.loads(doc.stdout), parent.pid)
+    assert found["verdict"] == "default-never-waits"
+    assert [z["exit"] for z in found["zombies"]] == [None] * 3
+    assert any(what.startswith("exit statuses of 3 zombies") for what in found["unreadable"])
 
 
 def test_explain_library_is_pure_on_its_evidence() -> None:
@@ -280,10 +350,14 @@ def test_watch_shows_a_growing_count() -> None:
     """--watch samples again: a parent that keeps forking shows more zombies the second time."""
     with Scenario("grow") as parent:
         done = cli("why", str(parent.pid), "--watch", "0.5", "--json")
-    assert done.returncode == 1, done.stderr
+        text = cli("why", str(parent.pid), "--watch", "0.5")
+    assert done.returncode == text.returncode == 1, done.stderr
     growth = parent_of(json.loads(done.stdout), parent.pid)["growth"]
     assert growth["seconds"] == 0.5
     assert growth["after"] > growth["before"] >= 3
+    [row] = [line for line in text.stdout.splitlines() if line.startswith("  over ")]
+    # The value stands in the evidence rows' column.
+    assert re.fullmatch(r"  over 0\.5s {6}\d+ -> \d+ zombies \(growing\)", row), row
 
 
 def test_watch_rejects_a_bad_duration() -> None:

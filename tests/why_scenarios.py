@@ -13,7 +13,12 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from undertaker.testing import proc_state, sleep_until
 
@@ -154,7 +159,7 @@ class Scenario:
         self.zombies: list[int] = report["zombies"]
         self.reaped: list[int] = report["reaped"]
         # Under unshare the report speaks the namespace's PIDs; find the host's.
-        self.pid = self.inner_pid if not prefix else _only_child(self.proc.pid)
+        self.pid = self.inner_pid if not prefix else children(self.proc.pid)[0]
 
     def close(self) -> None:
         """EOF to the parent: it reaps everything and exits; wait for it."""
@@ -175,11 +180,6 @@ class Scenario:
     def __exit__(self, *exc: object) -> None:
         """Clean up."""
         self.close()
-
-
-def _only_child(pid: int) -> int:
-    with open(f"/proc/{pid}/task/{pid}/children") as kids:
-        return int(kids.read().split()[0])
 
 
 class Tracer:
@@ -219,3 +219,71 @@ def send_signal(pid: int, sig: int) -> None:
 def wait_state(pid: int, letter: str) -> None:
     """Wait until *pid* shows state *letter*."""
     assert sleep_until(lambda: proc_state(pid) == letter), proc_state(pid)
+
+
+# Wrapped around a scenario's code, which leaves its unwaited children in
+# ``kids``: print them once they are zombies, block on stdin, reap all at EOF.
+_TAIL = r"""
+import json as _j, os as _o, signal as _s, sys as _y
+_y.stdout.write(_j.dumps([k if isinstance(k, int) else k.pid for k in kids]) + "\n")
+_y.stdout.flush()
+while _o.read(0, 4096):
+    pass
+_s.signal(_s.SIGCHLD, _s.SIG_DFL)
+while True:
+    try:
+        _o.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+"""
+
+
+def children(pid: int) -> list[int]:
+    """The PIDs of *pid*'s children (live or zombie)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+@contextmanager
+def python_parent(code: str, prefix: tuple[str, ...] = ()) -> Iterator[tuple[int, list[int]]]:
+    """Run *code* (which fills ``kids``) in a Python parent; yield its PID and zombie PIDs.
+
+    With a *prefix* (``unshare ... --fork``) the parent is the prefix's only child.
+    """
+    parent = subprocess.Popen(
+        [*prefix, sys.executable, "-c", code + _TAIL], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    assert parent.stdout is not None
+    assert parent.stdin is not None
+    try:
+        count = len(json.loads(parent.stdout.readline()))
+        pid = children(parent.pid)[0] if prefix else parent.pid
+        kids = children(pid)
+        assert len(kids) == count
+        assert sleep_until(lambda: all(proc_state(k) == "Z" for k in kids), 10)
+        assert sleep_until(lambda: proc_state(pid) == "S", 10)  # settled in its read
+        yield pid, kids
+    finally:
+        parent.stdin.close()
+        parent.wait(30)
+        parent.stdout.close()
+
+
+@contextmanager
+def named_cgroup(*names: str) -> Iterator[Path]:
+    """Real nested cgroup v2 directories named as a runtime names its own, removed afterwards."""
+    base = Path("/sys/fs/cgroup/unified")
+    if not (base / "cgroup.procs").exists():
+        base = Path("/sys/fs/cgroup")
+    if not (base / "cgroup.procs").exists() or os.geteuid() != 0:
+        pytest.skip("needs root and a writable cgroup v2 hierarchy")
+    made = [base / f"undertaker-test-{os.getpid()}-{names[0]}"]
+    for name in names[1:]:
+        made.append(made[-1] / name)
+    made[-1].mkdir(parents=True)
+    try:
+        yield made[-1]
+    finally:
+        for path in reversed(made):
+            sleep_until(lambda p=path: not (p / "cgroup.procs").read_text(), 5)  # type: ignore[misc]
+            path.rmdir()

@@ -261,10 +261,13 @@ def _kernel_at_least(major: int, minor: int) -> bool:
 
 def has_cap_sys_ptrace() -> bool:
     """Whether we hold CAP_SYS_PTRACE, which lets us read every exit code in our namespace."""
-    with open("/proc/self/status", "rb") as own:
-        for line in own:
-            if line.startswith(b"CapEff:"):
-                return bool(int(line[7:], 16) & (1 << CAP_SYS_PTRACE))
+    try:
+        with open("/proc/self/status", "rb") as own:
+            for line in own:
+                if line.startswith(b"CapEff:"):
+                    return bool(int(line[7:], 16) & (1 << CAP_SYS_PTRACE))
+    except OSError:  # a procfs of another PID namespace (nsenter -m) has no self for us
+        pass
     return os.geteuid() == 0
 
 

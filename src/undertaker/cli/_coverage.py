@@ -41,12 +41,19 @@ class Coverage(NamedTuple):
     child_namespace: bool | None  # we run in a PID namespace other than the initial one
     limit: Limit | None  # the limit with the least headroom
     pid_limit: Limit | None = None  # pid_max and the PIDs in use against it (doctor)
+    foreign: bool = False  # the procfs shows a PID namespace we are not in (nsenter -m)
 
     def notes(self) -> list[str]:
         """The caveats a person must read next to the counts."""
         notes = []
         if self.hidden:
             notes.append(f"{self.hidden}: counts are lower bounds, zombies may be hidden")
+        if self.foreign:
+            notes.append(
+                "this /proc shows a PID namespace we are not in (no /proc/self for us, as "
+                "after nsenter -m): its PIDs are not ours, so run the commands shown inside "
+                "it (nsenter -t PID -p -m)"
+            )
         if self.child_namespace and self.limit is not None:
             notes.append(
                 "inside a PID namespace: its own pid_max is capped by the host's, "
@@ -87,7 +94,8 @@ def assess(snapshot: Snapshot) -> Coverage:
         limits.append(Limit("threads-max", tasks, most, "loadavg", "system"))
     limit = min(limits, key=lambda lim: lim.max - lim.used) if limits else None
     pids = limits[0] if snapshot.pid_max else None
-    return Coverage(hidden is not None, hidden, tasks, most, child, limit, pids)
+    foreign = live and not os.path.exists(f"{snapshot.root}/self")
+    return Coverage(hidden is not None, hidden, tasks, most, child, limit, pids, foreign)
 
 
 def exit_status(zombies: int, coverage: Coverage) -> int:

@@ -73,6 +73,8 @@ def _evidence_json(ev: Evidence) -> dict[str, Any]:
         "reaped_before": ev.reaped_before,
         "runtime": ev.runtime,
         "forked_without_exec": ev.forked_without_exec,
+        "adopted": ev.adopted,
+        "frozen": ev.frozen,
         "unreadable": ev.unreadable,
     }
 

@@ -61,12 +61,17 @@ def _evidence_rows(ev: Evidence) -> list[tuple[str, str]]:
         ("ignored", _names(status.sig_ign)),
         ("blocked", _names(status.sig_blk) + " (main thread)"),
     ]
+    if ev.frozen:
+        rows.append(("frozen", f"yes, by {printable(ev.frozen)}"))
     if status.tracer_pid:
         rows.append(("tracer", f"{status.tracer_pid} ({printable(ev.tracer_comm or '?')})"))
     if len(status.nspid) > 1:
         nested = " > ".join(map(str, status.nspid))
         init = ", PID 1 of its namespace" if ev.is_namespace_init else ""
         rows.append(("namespace", f"NSpid {nested}{init}"))
+    if ev.adopted:
+        proof = f"{ev.adopted} of its zombies were forked in another session, so by another process"
+        rows.append(("subreaper", f"yes: {proof}: adopted orphans"))
     if ev.container is not None:
         rows.append(("container", ev.container.short))
     if ev.reaped_before is not None:
@@ -123,7 +128,7 @@ def render_parent(report: ParentReport, style: Style, now: float) -> list[str]:
         else:
             trend = "growing" if g.after > g.before else "not growing"
             change = f"{g.before} -> {g.after} zombies ({trend})"
-        lines.append(f"  over {g.seconds:g}s     {change}")
+        lines.append(f"  {f'over {g.seconds:g}s':<14} {change}")
     lines += [style.dim(f"  could not read: {what}") for what in ev.unreadable]
     lines.append(f"  verdict        {style.zombie(diag.verdict)}: {printable(diag.reason)}")
     if diag.fixes:

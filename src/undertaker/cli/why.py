@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 _HELP = (
     "Exit status: 0 no zombies, 1 zombies (or zombie leaders) explained, 2 bad input "
     "(not a number, no such process, not a zombie and no children) or error, 3 no "
-    "zombies seen but the view is incomplete (hidepid, other users' processes). "
+    "zombies seen but the view is incomplete (hidepid, other users' processes), 141 "
+    "output pipe closed early. "
     "An age marked ~ is an estimate (see undertaker ps --help). JSON schema: docs/json.md."
 )
 

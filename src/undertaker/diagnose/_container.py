@@ -1,4 +1,4 @@
-"""Which container a process lives in, from the names runtimes give their cgroups."""
+"""Which container or systemd service a process lives in, from its cgroup paths."""
 
 from __future__ import annotations
 
@@ -65,4 +65,29 @@ def container_of(paths: list[str]) -> Container | None:
                 return Container(runtime, cid, pod_uid)
         if pod_uid:
             return Container("kubernetes", None, pod_uid)
+    return None
+
+
+def _unit_name(name: str) -> bool:
+    # systemd's unit name characters: anything else is no unit, and no command
+    # is built from it.
+    return bool(name) and all(c.isascii() and (c.isalnum() or c in ":-_.@\\") for c in name)
+
+
+def service_of(paths: list[str]) -> str | None:
+    """The system service unit a process runs in, from its cgroup paths, or None.
+
+    A user's units (under ``user@UID.service``) are left out: that user restarts them.
+
+    >>> service_of(["/", "/system.slice/nginx.service"])
+    'nginx.service'
+    >>> service_of(["/user.slice/user-1000.slice/user@1000.service/app.slice/a.service"])
+    """
+    for path in paths:
+        parts = path.split("/")
+        if any(part.startswith("user@") for part in parts):
+            continue
+        units = [part for part in parts if part.endswith(".service") and _unit_name(part)]
+        if units:
+            return units[-1]
     return None

@@ -19,6 +19,7 @@ from undertaker.diagnose._syscalls import syscall_name
 from undertaker.proc import read_cmdline, read_status, read_task_masks
 from undertaker.proc._detail import (
     Syscall,
+    frozen_by,
     read_cgroup,
     read_stat_bytes,
     read_syscall,
@@ -57,6 +58,8 @@ class Evidence(NamedTuple):
     container: Container | None
     reaped_before: bool | None  # the kernel counted waited-for children; None: unreadable
     unreadable: list[str]  # what we could not read, with what would let us
+    sid: int | None = None  # its session, as the scan saw it
+    frozen: str | None = None  # the cgroup control file that holds it frozen
 
     @property
     def nspid(self) -> tuple[int, ...]:
@@ -79,6 +82,22 @@ class Evidence(NamedTuple):
         """``python`` when the parent runs CPython (its fixes are tailored), else None."""
         name = self.status.name if self.status is not None else None
         return "python" if is_python(self.cmdline, name) else None
+
+    @property
+    def adopted(self) -> int:
+        """How many of its zombies another process forked: proof that it adopted them.
+
+        A child is born in its parent's session and leaves it only by setsid,
+        for a session of its own. A zombie in a session that is neither its
+        own nor the parent's was therefore forked elsewhere, as long as the
+        parent never called setsid itself (it is no session leader), which
+        would have left its earlier children in its old session. Adopted by a
+        process that is not a namespace's PID 1, they show it is a subreaper.
+        """
+        sid = self.sid
+        if sid is None or sid == self.pid:
+            return 0
+        return sum(1 for z in self.zombies if z.process.sid not in (sid, z.process.pid))
 
     @property
     def forked_without_exec(self) -> int:
@@ -155,6 +174,7 @@ def gather(group: ParentGroup, root: str = "/proc") -> Evidence:
         wchan = read_wchan(pid, root)
         syscall = read_syscall(pid, root)
         cgroups = read_cgroup(pid, root)
+        frozen = frozen_by(pid, root)
         stat = read_stat_bytes(pid, root)  # last: its start time vouches for the reads above
         fields = parse_stat(stat)
     except (NoSuchProcess, StatParseError):
@@ -173,6 +193,10 @@ def gather(group: ParentGroup, root: str = "/proc") -> Evidence:
         unreadable.append(f"syscall ({_PRIVILEGE})")
     if cgroups is None:
         unreadable.append("cgroup")
+    hidden = sum(1 for z in group.zombies if z.status is None)
+    if hidden:
+        # The kernel writes 0 for the exit code of a task we may not ptrace-read.
+        unreadable.append(f"exit statuses of {hidden} zombie{'s' * (hidden > 1)} ({_PRIVILEGE})")
     # The counters are readable by anyone; a zero from another user's process
     # is still the kernel's count, not a stand-in.
     faults, ticks = waited_children(stat)
@@ -194,6 +218,8 @@ def gather(group: ParentGroup, root: str = "/proc") -> Evidence:
         container=container_of(cgroups) if cgroups else None,
         reaped_before=faults > 0 or ticks > 0,
         unreadable=unreadable,
+        sid=group.process.sid,
+        frozen=frozen,
     )
 
 

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
+from undertaker.diagnose._container import service_of
 from undertaker.diagnose._names import (
     HANDLER_LOSES_SIGNALS,
     HANDLER_NOT_REAPING,
     NAMESPACE_INIT,
     NEVER_WAITS,
+    PARENT_FROZEN,
     PARENT_OUTSIDE,
     PARENT_STOPPED,
     PARENT_TRACED,
@@ -24,6 +26,7 @@ from undertaker.diagnose._names import (
     PARENT_ZOMBIE_LEADER,
     SIGCHLD_BLOCKED,
     SIGCHLD_IGNORED_LATE,
+    SUBREAPER_NOT_REAPING,
     WAITS_FOR_OTHER,
 )
 from undertaker.diagnose._signals import has_sigchld
@@ -124,6 +127,60 @@ def _handler_loop(ev: Evidence) -> Fix:
     return Fix(CODE, "reap in a loop with WNOHANG in the SIGCHLD handler", how)
 
 
+def _ignore_early(ev: Evidence) -> Fix:
+    summary = "set SIG_IGN before the first fork, or drain once right after setting it"
+    if not _python(ev):
+        how = "signal(SIGCHLD, SIG_IGN); while (waitpid(-1, NULL, WNOHANG) > 0) ;"
+        return Fix(CODE, summary, how)
+    how = (
+        "signal.signal(signal.SIGCHLD, signal.SIG_IGN)\n"
+        "while True:  # the children that were zombies already\n"
+        "    try:\n"
+        "        if os.waitpid(-1, os.WNOHANG)[0] == 0:\n"
+        "            break\n"
+        "    except ChildProcessError:\n"
+        "        break"
+    )
+    return Fix(CODE, f"Python: {summary}", how)
+
+
+def _unblock(ev: Evidence) -> Fix:
+    summary = (
+        "unblock SIGCHLD, or when it is blocked for sigwaitinfo/signalfd, "
+        "call waitpid in a loop each time it is collected"
+    )
+    if not _python(ev):
+        how = (
+            "sigprocmask(SIG_UNBLOCK, &chld, NULL);  /* or: signalfd read, then "
+            "while (waitpid(-1, NULL, WNOHANG) > 0) ; */"
+        )
+        return Fix(CODE, summary, how)
+    how = (
+        "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})\n"
+        "# or, after each signal.sigwaitinfo({signal.SIGCHLD}): os.waitpid(-1, os.WNOHANG)"
+        " until it returns (0, 0)"
+    )
+    return Fix(CODE, f"Python: {summary}", how)
+
+
+def _thaw(ev: Evidence) -> list[Fix]:
+    """Thaw what froze it: the container runtime's unpause, else the cgroup file itself."""
+    fixes = []
+    container = ev.container
+    if container is not None and container.runtime in ("docker", "podman") and container.id:
+        fixes.append(
+            Fix(
+                OPERATIONAL,
+                "unpause the container; it may then reap",
+                f"{container.runtime} unpause {container.id[:12]}",
+            )
+        )
+    control = ev.frozen or ""
+    value = "THAWED" if control.endswith("freezer.state") else "0"
+    fixes.append(Fix(OPERATIONAL, "thaw its cgroup; it may then reap", f"echo {value} > {control}"))
+    return fixes
+
+
 def _reap(method: str, pid: int, summary: str) -> Fix:
     return Fix(OPERATIONAL, summary, f"undertaker reap --method {method} --parent {pid}")
 
@@ -137,12 +194,15 @@ def _nudge(pid: int) -> Fix:
     )
 
 
-def _ptrace(pid: int) -> Fix:
+def _ptrace(ev: Evidence) -> Fix:
+    # An injected call passes the process's seccomp filter like any other.
+    filtered = ev.status is not None and ev.status.seccomp
     return _reap(
         "ptrace",
-        pid,
+        ev.pid,
         "make the parent call wait4 for them, pausing it a few ms "
-        "(its own later wait for them gets ECHILD)",
+        "(its own later wait for them gets ECHILD)"
+        + ("; it runs under seccomp, whose filter may refuse that wait4" if filtered else ""),
     )
 
 
@@ -184,6 +244,38 @@ def _container_fixes(ev: Evidence) -> list[Fix]:
             ),
         )
     return _wait_code(ev) + fixes
+
+
+def _subreaper_fixes(ev: Evidence) -> list[Fix]:
+    """Reap the orphans it adopts, or adopt none; then its own zombies, if some are."""
+    if _python(ev):
+        fixes = [
+            Fix(
+                CODE,
+                "Python: a subreaper must reap the orphans it adopts: a Reaper does "
+                "(it never reaps the program's own children)",
+                "import undertaker\nwith undertaker.Reaper(): main()",
+            ),
+            Fix(
+                CODE,
+                "or, if it need not adopt orphans, stop being a subreaper: they go to init",
+                "undertaker.become_subreaper(enable=False)",
+            ),
+        ]
+    else:
+        fixes = [
+            Fix(
+                CODE,
+                "a subreaper must reap the orphans it adopts: on each SIGCHLD, in a loop",
+                "while (waitpid(-1, NULL, WNOHANG) > 0) ;",
+            ),
+            Fix(
+                CODE,
+                "or, if it need not adopt orphans, stop being a subreaper: they go to init",
+                "prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);",
+            ),
+        ]
+    return fixes + (_wait_code(ev) if ev.adopted < len(ev.zombies) else [])
 
 
 def _restart_container(ev: Evidence) -> list[Fix]:
@@ -241,13 +333,23 @@ def _remedies(verdict: str, ev: Evidence) -> list[Fix]:
     traced = status is not None and status.tracer_pid != 0
     if verdict == NAMESPACE_INIT:
         nudge = [_nudge(pid)] if status is not None and has_sigchld(status.sig_cgt) else []
-        return [*nudge, _ptrace(pid), *_restart_container(ev)]
+        return [*nudge, _ptrace(ev), *_restart_container(ev)]
     fixes = []
     if verdict == HANDLER_LOSES_SIGNALS:
         fixes.append(_nudge(pid))
-    if verdict != PARENT_UNINTERRUPTIBLE and not traced:
-        fixes.append(_ptrace(pid))
+    if verdict not in (PARENT_UNINTERRUPTIBLE, PARENT_FROZEN) and not traced:
+        fixes.append(_ptrace(ev))
     fixes.append(_kill_parent(pid))
+    unit = service_of(ev.cgroups) if ev.cgroups else None
+    if unit is not None:
+        fixes.append(
+            Fix(
+                OPERATIONAL,
+                "or restart its systemd service: the whole service ends (init reaps its "
+                "zombies) and starts again",
+                f"systemctl restart {unit}",
+            )
+        )
     return fixes
 
 
@@ -268,7 +370,9 @@ def fixes_for(verdict: str, ev: Evidence) -> list[Fix]:
             )
         ]
     first: list[Fix] = []
-    if verdict == PARENT_STOPPED:
+    if verdict == PARENT_FROZEN:
+        first = _thaw(ev)
+    elif verdict == PARENT_STOPPED:
         first = [Fix(OPERATIONAL, "let it run again; it may then reap", f"kill -CONT {ev.pid}")]
     elif verdict == PARENT_TRACED and ev.status is not None:
         tracer = ev.status.tracer_pid
@@ -284,23 +388,9 @@ def fixes_for(verdict: str, ev: Evidence) -> list[Fix]:
             Fix(OPERATIONAL, "see what the kernel call waits for", f"cat /proc/{ev.pid}/stack")
         ]
     elif verdict == SIGCHLD_IGNORED_LATE:
-        first = [
-            Fix(
-                CODE,
-                "set SIG_IGN before the first fork, or drain once right after setting it",
-                "signal(SIGCHLD, SIG_IGN); while (waitpid(-1, NULL, WNOHANG) > 0) ;",
-            )
-        ]
+        first = [_ignore_early(ev)]
     elif verdict == SIGCHLD_BLOCKED:
-        first = [
-            Fix(
-                CODE,
-                "unblock SIGCHLD, or when it is blocked for sigwaitinfo/signalfd, "
-                "call waitpid in a loop each time it is collected",
-                "sigprocmask(SIG_UNBLOCK, &chld, NULL);  /* or: signalfd read, then "
-                "while (waitpid(-1, NULL, WNOHANG) > 0) ; */",
-            )
-        ]
+        first = [_unblock(ev)]
     elif verdict == HANDLER_LOSES_SIGNALS:
         # Either cause fits the evidence: the loop in the handler, or a wait per child.
         first = [_handler_loop(ev), *_wait_code(ev)[:1]]
@@ -316,6 +406,8 @@ def fixes_for(verdict: str, ev: Evidence) -> list[Fix]:
         ]
     elif verdict == NAMESPACE_INIT:
         first = _container_fixes(ev)
+    elif verdict == SUBREAPER_NOT_REAPING:
+        first = _subreaper_fixes(ev)
     elif verdict in (WAITS_FOR_OTHER, NEVER_WAITS):
         first = _wait_code(ev)
     return first + _remedies(verdict, ev)

@@ -2,6 +2,7 @@
 
 PARENT_EXITED = "parent-exited"
 PARENT_OUTSIDE = "parent-outside-view"
+PARENT_FROZEN = "parent-frozen"
 PARENT_STOPPED = "parent-stopped"
 PARENT_TRACED = "parent-traced"
 PARENT_UNINTERRUPTIBLE = "parent-uninterruptible"
@@ -9,6 +10,7 @@ PARENT_ZOMBIE_LEADER = "parent-zombie-leader"
 SIGCHLD_IGNORED_LATE = "sigchld-ignored-late"
 SIGCHLD_BLOCKED = "sigchld-blocked"
 NAMESPACE_INIT = "namespace-init-not-reaping"
+SUBREAPER_NOT_REAPING = "subreaper-not-reaping"
 HANDLER_LOSES_SIGNALS = "handler-loses-signals"
 HANDLER_NOT_REAPING = "handler-not-reaping"
 WAITS_FOR_OTHER = "waits-for-other-child"
@@ -18,6 +20,7 @@ ZOMBIE_LEADER = "zombie-leader"
 VERDICTS = (
     PARENT_EXITED,
     PARENT_OUTSIDE,
+    PARENT_FROZEN,
     PARENT_STOPPED,
     PARENT_TRACED,
     PARENT_UNINTERRUPTIBLE,
@@ -25,6 +28,7 @@ VERDICTS = (
     SIGCHLD_IGNORED_LATE,
     SIGCHLD_BLOCKED,
     NAMESPACE_INIT,
+    SUBREAPER_NOT_REAPING,
     HANDLER_LOSES_SIGNALS,
     HANDLER_NOT_REAPING,
     WAITS_FOR_OTHER,

@@ -36,6 +36,7 @@ _X86_64 = {
     281: "epoll_pwait",
     288: "accept4",
     299: "recvmmsg",
+    435: "clone3",
     441: "epoll_pwait2",
 }
 
@@ -62,6 +63,7 @@ _AARCH64 = {
     242: "accept4",
     243: "recvmmsg",
     260: "wait4",
+    435: "clone3",
     441: "epoll_pwait2",
 }
 

@@ -2,10 +2,11 @@
 
 The verdict names are stable (documented in docs/json.md); scripts match on
 them. The first rule that applies wins, in this order: the parent is gone or
-out of sight; it cannot run (stopped, traced, uninterruptible, only a
-zombie leader); its SIGCHLD disposition (ignored too late, blocked); it is
-a namespace's PID 1; a handler that reaps too little or not at all; it waits
-for another child; it never calls wait.
+out of sight; it cannot run (its cgroup frozen, stopped, traced,
+uninterruptible, only a zombie leader); its SIGCHLD disposition (ignored too
+late, blocked); it waits for another child; it is a namespace's PID 1, or a
+subreaper holding orphans it adopted; a handler that reaps too little or not
+at all; it never calls wait.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from undertaker.diagnose._names import (
     NAMESPACE_INIT,
     NEVER_WAITS,
     PARENT_EXITED,
+    PARENT_FROZEN,
     PARENT_OUTSIDE,
     PARENT_STOPPED,
     PARENT_TRACED,
@@ -26,11 +28,14 @@ from undertaker.diagnose._names import (
     PARENT_ZOMBIE_LEADER,
     SIGCHLD_BLOCKED,
     SIGCHLD_IGNORED_LATE,
+    SUBREAPER_NOT_REAPING,
     WAITS_FOR_OTHER,
     ZOMBIE_LEADER,
 )
 from undertaker.diagnose._signals import CAUGHT, IGNORED, sigchld_disposition
 from undertaker.diagnose._syscalls import WAITING_FOR_CHILDREN
+
+_SPAWNING = frozenset({"clone", "clone3", "vfork"})
 
 if TYPE_CHECKING:
     from undertaker.diagnose._evidence import Evidence
@@ -83,16 +88,27 @@ def wait_target(ev: Evidence) -> str | None:
 def _state_verdict(ev: Evidence) -> tuple[str, str] | None:
     status = ev.status
     assert status is not None  # noqa: S101  (checked by the caller)
+    if ev.frozen:
+        return (
+            PARENT_FROZEN,
+            f"the parent's cgroup is frozen ({ev.frozen}): it runs no code until thawed",
+        )
     if status.state == "T":
         return PARENT_STOPPED, "the parent is stopped (SIGSTOP or job control): it runs no code"
     if status.state == "t":
         tracer = f"{status.tracer_pid} ({ev.tracer_comm or '?'})"
         return PARENT_TRACED, f"the parent is held in a trace stop by its tracer, pid {tracer}"
     if status.state == "D":
+        # The only D sleep of a process creation call is a vfork's wait.
+        vfork = (
+            ", a vfork: it waits until its new child calls exec or exits"
+            if ev.syscall_name in _SPAWNING
+            else ""
+        )
         return (
             PARENT_UNINTERRUPTIBLE,
             (
-                f"the parent is in uninterruptible sleep (wchan {ev.wchan or '?'}): "
+                f"the parent is in uninterruptible sleep (wchan {ev.wchan or '?'}{vfork}): "
                 "it runs no code until the kernel call returns"
             ),
         )
@@ -146,6 +162,16 @@ def _code_verdict(ev: Evidence) -> tuple[str, str]:
             (
                 "the parent is PID 1 of its PID namespace (a container's entry point) and "
                 f"does not reap ({where}): nothing else will adopt these zombies"
+            ),
+        )
+    if ev.adopted:
+        these = "these zombies" if ev.adopted == len(ev.zombies) else f"{ev.adopted} of these"
+        return (
+            SUBREAPER_NOT_REAPING,
+            (
+                f"the parent is a child subreaper: {these} were forked in another session, "
+                "so by another process, and came to it when their own parent exited; it "
+                f"does not reap the orphans it adopts ({where})"
             ),
         )
     if sigchld_disposition(status.sig_ign, status.sig_cgt) == CAUGHT:

@@ -1,4 +1,4 @@
-"""Per-process details a diagnosis needs: where a process sleeps, its cgroup, its reaping past.
+"""Per-process details a diagnosis needs: where it sleeps, its cgroup (frozen?), its reaping past.
 
 Each reader returns None when the kernel hides the answer (another user's
 process without CAP_SYS_PTRACE, a kernel built without the file) and raises
@@ -101,6 +101,55 @@ def read_cgroup(pid: int, root: str = "/proc") -> list[str] | None:
         if len(parts) == 3 and parts[2] not in paths:
             paths.append(parts[2])
     return paths
+
+
+_CGROUP2_MOUNTS = ("/sys/fs/cgroup", "/sys/fs/cgroup/unified")  # pure v2, hybrid
+_FREEZER_V1 = "/sys/fs/cgroup/freezer"
+
+
+def _nearest(base: str, path: str, name: str, value: bytes) -> str | None:
+    """The directory of *path* or its nearest ancestor whose file *name* reads *value*."""
+    parts = [part for part in path.split("/") if part]
+    for depth in range(len(parts), 0, -1):
+        directory = base + "/" + "/".join(parts[:depth])
+        try:
+            with open(f"{directory}/{name}", "rb") as control:
+                if control.read().strip() == value:
+                    return directory
+        except OSError:
+            continue
+    return None
+
+
+def frozen_by(pid: int, root: str = "/proc") -> str | None:
+    """The control file that holds *pid* frozen, or None when nothing freezes it.
+
+    A frozen process runs no code until thawed (``docker pause``,
+    ``systemctl freeze``, ``kubectl`` debugging): cgroup v2's nearest
+    ``cgroup.freeze`` reading 1 (the cgroup's own or an ancestor's), or the
+    v1 freezer's ``freezer.state`` of the cgroup that froze itself
+    (``freezer.self_freezing`` 1). Writing ``0`` (v2) or ``THAWED`` (v1)
+    there thaws it.
+
+    Raises:
+        NoSuchProcess: the process is gone.
+    """
+    data = _optional(f"{root}/{pid}/cgroup", pid)
+    for line in (data or b"").decode("utf-8", "replace").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, path = parts
+        if hierarchy == "0" and not controllers:
+            for base in _CGROUP2_MOUNTS:
+                found = _nearest(base, path, "cgroup.freeze", b"1")
+                if found:
+                    return f"{found}/cgroup.freeze"
+        elif "freezer" in controllers.split(","):
+            found = _nearest(_FREEZER_V1, path, "freezer.self_freezing", b"1")
+            if found:
+                return f"{found}/freezer.state"
+    return None
 
 
 def waited_children(stat: bytes) -> tuple[int, int]:
