@@ -90,6 +90,8 @@ def test_pid_list_with_a_missing_pid_reports_the_rest() -> None:
     assert done.returncode == 0, done.stderr
     assert "pid 1 is not a zombie" in done.stdout
     assert done.stderr == "undertaker ps: warning: no such process: 999999\n"
+    two = cli("ps", "--pid", "1,999999,999998", "--color", "never")
+    assert two.stderr == "undertaker ps: warning: no such processes: 999998, 999999\n"
     alone = cli("ps", "--pid", "999999,999998")
     assert (alone.returncode, alone.stdout) == (2, "")
     assert alone.stderr == "undertaker: error: no such process (pid=999998)\n"
