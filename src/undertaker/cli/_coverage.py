@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, NamedTuple
 
+from undertaker._errors import UndertakerError
 from undertaker.cli._exit import EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK
 from undertaker.proc._system import in_child_pid_namespace, loadavg_tasks, threads_max
 from undertaker.wait import has_cap_sys_ptrace
@@ -62,9 +63,19 @@ def _hidden(snapshot: Snapshot) -> str | None:
         if snapshot.hidepid:
             what += f" (hidepid={snapshot.hidepid})"
         return what + " (run as root, or grant CAP_SYS_PTRACE, to see them)"
-    if snapshot.hidepid and not has_cap_sys_ptrace():
-        return f"procfs is mounted hidepid={snapshot.hidepid}: other users' processes are hidden"
+    return mount_hides(snapshot.hidepid)
+
+
+def mount_hides(hidepid: str | None) -> str | None:
+    """Why other users' processes are out of our sight under *hidepid*, or None."""
+    if hidepid and not has_cap_sys_ptrace():
+        return f"procfs is mounted hidepid={hidepid}: other users' processes are hidden"
     return None
+
+
+def not_seen(pid: int, hidden: str) -> UndertakerError:
+    """The error for a PID a partial view does not show: it may well exist."""
+    return UndertakerError(f"pid {pid} not seen: it may be hidden ({hidden})")
 
 
 def assess(snapshot: Snapshot) -> Coverage:
