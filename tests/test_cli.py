@@ -73,6 +73,8 @@ def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
         (["ps", "--bogus"], "undertaker ps"),
         (["tree", "-x"], "undertaker tree"),
         (["status", "--nope", "1"], "undertaker status"),
+        (["lab", "run", "--bogus"], "undertaker lab run"),
+        (["lab", "--bogus", "list"], "undertaker lab list"),
         (["--bogus"], "undertaker"),
     ],
 )

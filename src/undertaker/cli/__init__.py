@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(SUBCOMMANDS, first if first in SUBCOMMANDS else None)
     args, extra = parser.parse_known_args(argv)
     if extra:  # reported by the subcommand's parser, which points to its own --help
-        parser.subparser(args.command).error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.innermost(args).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return EXIT_ERROR
