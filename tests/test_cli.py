@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from helpers import cli, needs_namespace, run_in_namespace
+from helpers import cli, needs_namespace, run_in_namespace, run_with_bad_stdout
 from undertaker import __version__
 from undertaker.cli import SUBCOMMANDS
 from undertaker.proc import scan
@@ -102,15 +102,7 @@ def test_pid_list_with_a_missing_pid_reports_the_rest() -> None:
 @pytest.mark.parametrize("command", [["ps"], ["ps", "--json"], ["tree"], ["status", "0x8b"]])
 def test_unwritable_stdout_is_one_line_exit_2(command: list[str]) -> None:
     """> /dev/full: one line naming the failure and exit 2, not a traceback and exit 1."""
-    with open("/dev/full", "w") as full:
-        done = subprocess.run(
-            [sys.executable, "-m", "undertaker", *command],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    done = run_with_bad_stdout([sys.executable, "-m", "undertaker", *command], "full")
     assert done.returncode == 2
     assert done.stderr == (
         "undertaker: error: cannot write to standard output: No space left on device\n"
@@ -120,19 +112,7 @@ def test_unwritable_stdout_is_one_line_exit_2(command: list[str]) -> None:
 @pytest.mark.parametrize("command", [["ps", "--all"], ["tree"]])
 def test_closed_pipe_exits_quietly(command: list[str]) -> None:
     """| head -1 with the reader gone: nothing on stderr, 141 as if killed by SIGPIPE."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)  # the reader is gone before the first write
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "undertaker", *command],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
+    done = run_with_bad_stdout([sys.executable, "-m", "undertaker", *command], "closed")
     assert (done.returncode, done.stderr) == (141, "")
 
 

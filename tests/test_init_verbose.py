@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from helpers import needs_namespace
+from helpers import needs_namespace, run_with_bad_stdout
 from init_children.harness import INIT, PYTHON, Init, run_init, state
 from undertaker import __version__
 from undertaker.testing import sleep_until
@@ -35,27 +35,12 @@ def test_version_prints_the_package_version_and_runs_nothing(spelling: str) -> N
 @pytest.mark.parametrize("option", ["--version", "--help"])
 def test_version_and_help_to_an_unwritable_stdout(option: str) -> None:
     """> /dev/full: one line and exit 2, no traceback; a closed pipe: 141, nothing said."""
-    with open("/dev/full", "w") as full:
-        done = subprocess.run(
-            [*INIT, option], stdout=full, stderr=subprocess.PIPE, text=True, timeout=30, check=False
-        )
+    done = run_with_bad_stdout([*INIT, option], "full")
     assert (done.returncode, done.stderr) == (
         2,
         "undertaker run: error: cannot write to standard output: No space left on device\n",
     )
-    read_end, write_end = os.pipe()
-    os.close(read_end)  # the reader is gone before the first write
-    try:
-        done = subprocess.run(
-            [*INIT, option],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
+    done = run_with_bad_stdout([*INIT, option], "closed")
     assert (done.returncode, done.stderr) == (141, "")
 
 
