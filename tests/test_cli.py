@@ -99,7 +99,10 @@ def test_pid_list_with_a_missing_pid_reports_the_rest() -> None:
     assert alone.stderr == "undertaker: error: no such process (pid=999998)\n"
 
 
-@pytest.mark.parametrize("command", [["ps"], ["ps", "--json"], ["tree"], ["status", "0x8b"]])
+@pytest.mark.parametrize(
+    "command",
+    [["ps"], ["ps", "--json"], ["tree"], ["status", "0x8b"], ["ps", "--help"], ["--version"]],
+)
 def test_unwritable_stdout_is_one_line_exit_2(command: list[str]) -> None:
     """> /dev/full: one line naming the failure and exit 2, not a traceback and exit 1."""
     done = run_with_bad_stdout([sys.executable, "-m", "undertaker", *command], "full")
@@ -109,7 +112,7 @@ def test_unwritable_stdout_is_one_line_exit_2(command: list[str]) -> None:
     )
 
 
-@pytest.mark.parametrize("command", [["ps", "--all"], ["tree"]])
+@pytest.mark.parametrize("command", [["ps", "--all"], ["tree"], ["tree", "--help"]])
 def test_closed_pipe_exits_quietly(command: list[str]) -> None:
     """| head -1 with the reader gone: nothing on stderr, 141 as if killed by SIGPIPE."""
     done = run_with_bad_stdout([sys.executable, "-m", "undertaker", *command], "closed")
