@@ -170,6 +170,20 @@ def test_pid_max_inside_a_namespace_is_not_the_whole_story() -> None:
     assert f"/{limit['max']} in use" in text.splitlines()[0]
 
 
+@needs_namespace
+def test_views_without_a_pid_count_carry_no_pid_max_note() -> None:
+    """tree and why print no PID count, so no note on the namespace's pid_max either."""
+    code = (
+        "import subprocess, sys\n"
+        "for command in ('tree', 'why', 'ps'):\n"
+        "    done = subprocess.run([sys.executable, '-m', 'undertaker', command],"
+        " capture_output=True, text=True)\n"
+        "    print(command, done.returncode, 'pid_max' in done.stdout)\n"
+    )
+    done = run_in_namespace(code)
+    assert done.stdout.splitlines() == ["tree 0 False", "why 0 False", "ps 0 True"]
+
+
 def test_min_age_counts_only_old_zombies() -> None:
     """--min-age: a fresh zombie does not set exit 1, an old enough one does."""
     with ZombieParent([ZombieSpec(code=2)]) as parent:

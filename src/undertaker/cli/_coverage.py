@@ -43,12 +43,17 @@ class Coverage(NamedTuple):
     limit: Limit | None  # the limit with the least headroom
     pid_limit: Limit | None = None  # pid_max and the PIDs in use against it (doctor)
 
-    def notes(self) -> list[str]:
-        """The caveats a person must read next to the counts."""
+    def notes(self, *, pid_count: bool = True) -> list[str]:
+        """The caveats a person must read next to the counts.
+
+        Args:
+            pid_count: the view shows the PIDs in use against a limit; without
+                it (tree, why) the note on the namespace's pid_max is left out.
+        """
         notes = []
         if self.hidden:
             notes.append(f"{self.hidden}: counts are lower bounds, zombies may be hidden")
-        if self.child_namespace and self.limit is not None:
+        if pid_count and self.child_namespace and self.limit is not None:
             notes.append(
                 "inside a PID namespace: its own pid_max is capped by the host's, "
                 "which cannot be read from here"

@@ -87,6 +87,6 @@ def run(args: argparse.Namespace) -> int:
         return status
     style = Style(use_color(args.color))
     print(render_explanation(found, style, time.time(), incomplete=coverage.incomplete))
-    for note in coverage.notes():
+    for note in coverage.notes(pid_count=False):
         print(style.dim("note: " + note))
     return status
