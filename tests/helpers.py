@@ -82,6 +82,23 @@ def run_json_script(
     return json.loads(done.stdout.splitlines()[-1])
 
 
+def run_with_bad_stdout(argv: list[str], stdout: str) -> subprocess.CompletedProcess[str]:
+    """Run *argv* with stdout on ``/dev/full`` (*stdout* ``"full"``) or on a pipe
+    whose reader is gone before the first write (``"closed"``, as ``| head -1``).
+    """
+    if stdout == "full":
+        target = os.open("/dev/full", os.O_WRONLY)
+    else:
+        read_end, target = os.pipe()
+        os.close(read_end)
+    try:
+        return subprocess.run(
+            argv, stdout=target, stderr=subprocess.PIPE, text=True, timeout=60, check=False
+        )
+    finally:
+        os.close(target)
+
+
 AS_NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
 
 # In a private mount namespace: a procfs with hidepid=invisible, then each

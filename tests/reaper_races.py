@@ -2,9 +2,10 @@
 
 Claims and waiters at ``stop()``, PID reuse under a cached verdict or within
 one clock tick, a SIGCHLD nested in the threadless handler, two threads
-stopping, a callback raising SystemExit, a failed start, and the clocks of a
-time namespace. Those named ``*_ns`` run as PID 1 of a private PID namespace
-(``ns_last_pid`` forces PID reuse). Each prints one JSON object.
+stopping, a callback raising SystemExit, a failed start, the clocks of a
+time namespace, and orphans arriving during stop(). Those named ``*_ns``
+run as PID 1 of a private PID namespace (``ns_last_pid`` forces PID reuse).
+Each prints one JSON object.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import json
 import os
 import resource
 import signal
+import subprocess
 import sys
 import threading
 import time
 
 from undertaker import Reaper
+from undertaker._lineage import children_of
 from undertaker.prctl import is_subreaper
 from undertaker.proc import read_start_ticks
 from undertaker.testing import proc_state
@@ -289,6 +292,30 @@ def fast_orphans(count: int) -> dict[str, object]:
     for pid in unproven:
         os.waitpid(pid, 0)  # left alone: ours to clean up
     return {"events": events, "reaped": reaped, "unproven": len(unproven)}
+
+
+# Makes 300 orphans in a row, each of a `sh` that exits at once: run under an
+# init (a subreaper above us) so that those arriving after stop() are its own.
+ORPHAN_MAKER = "i=0; while [ $i -lt 300 ]; do sh -c '(sleep 0.2; exit 5) &'; i=$((i+1)); done"
+
+
+def orphans_arriving_at_stop(rounds: int) -> dict[str, object]:
+    """Orphans keep coming while stop() runs: none may become a zombie nobody reaps."""
+    events, zombies = True, 0
+    for _ in range(rounds):
+        reaper = Reaper(interval=0.05).start()
+        events = events and reaper.events
+        maker = subprocess.Popen(["sh", "-c", ORPHAN_MAKER])
+        time.sleep(0.3)
+        reaper.stop()
+        maker.kill()
+        maker.wait()
+        time.sleep(0.5)  # every orphan (0.2 s of life) has exited by now
+        left = [pid for pid in children_of(os.getpid()) if proc_state(pid) == "Z"]
+        zombies += len(left)
+        for pid in left:
+            os.waitpid(pid, 0)
+    return {"rounds": rounds, "events": events, "zombies": zombies}
 
 
 if __name__ == "__main__":

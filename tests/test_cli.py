@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from helpers import cli, needs_namespace, run_in_namespace
+from helpers import cli, needs_namespace, run_in_namespace, run_with_bad_stdout
 from undertaker import __version__
 from undertaker.cli import SUBCOMMANDS
 from undertaker.proc import scan
@@ -73,6 +73,8 @@ def test_bad_input_is_one_line_exit_2(args: list[str], message: str) -> None:
         (["ps", "--bogus"], "undertaker ps"),
         (["tree", "-x"], "undertaker tree"),
         (["status", "--nope", "1"], "undertaker status"),
+        (["lab", "run", "--bogus"], "undertaker lab run"),
+        (["lab", "--bogus", "list"], "undertaker lab list"),
         (["--bogus"], "undertaker"),
     ],
 )
@@ -90,6 +92,8 @@ def test_pid_list_with_a_missing_pid_reports_the_rest() -> None:
     assert done.returncode == 0, done.stderr
     assert "pid 1 is not a zombie" in done.stdout
     assert done.stderr == "undertaker ps: warning: no such process: 999999\n"
+    two = cli("ps", "--pid", "1,999999,999998", "--color", "never")
+    assert two.stderr == "undertaker ps: warning: no such processes: 999998, 999999\n"
     alone = cli("ps", "--pid", "999999,999998")
     assert (alone.returncode, alone.stdout) == (2, "")
     assert alone.stderr == "undertaker: error: no such process (pid=999998)\n"
@@ -97,41 +101,32 @@ def test_pid_list_with_a_missing_pid_reports_the_rest() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [["ps"], ["ps", "--json"], ["tree"], ["status", "0x8b"], ["why", "--json"], ["doctor"]],
+    [
+        ["ps"],
+        ["ps", "--json"],
+        ["tree"],
+        ["status", "0x8b"],
+        ["why", "--json"],
+        ["doctor"],
+        ["ps", "--help"],
+        ["--version"],
+    ],
 )
 def test_unwritable_stdout_is_one_line_exit_2(command: list[str]) -> None:
     """> /dev/full: one line naming the failure and exit 2, not a traceback and exit 1."""
-    with open("/dev/full", "w") as full:
-        done = subprocess.run(
-            [sys.executable, "-m", "undertaker", *command],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    done = run_with_bad_stdout([sys.executable, "-m", "undertaker", *command], "full")
     assert done.returncode == 2
     assert done.stderr == (
         "undertaker: error: cannot write to standard output: No space left on device\n"
     )
 
 
-@pytest.mark.parametrize("command", [["ps", "--all"], ["tree"], ["why", "--json"], ["doctor"]])
+@pytest.mark.parametrize(
+    "command", [["ps", "--all"], ["tree"], ["why", "--json"], ["doctor"], ["tree", "--help"]]
+)
 def test_closed_pipe_exits_quietly(command: list[str]) -> None:
     """| head -1 with the reader gone: nothing on stderr, 141 as if killed by SIGPIPE."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)  # the reader is gone before the first write
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "undertaker", *command],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
+    done = run_with_bad_stdout([sys.executable, "-m", "undertaker", *command], "closed")
     assert (done.returncode, done.stderr) == (141, "")
 
 

@@ -52,6 +52,34 @@ def test_hidepid_view_is_incomplete_not_green() -> None:
 
 
 @needs_namespace
+def test_a_hidden_pid_is_not_said_to_be_gone() -> None:
+    """Under hidepid, a PID nobody cannot see may exist: never "no such process".
+
+    ps --pid, ps --ppid and status --zombie on root's hidden zombie and its
+    parent: exit 2, saying it may be hidden, as why does.
+    """
+    with ZombieParent([ZombieSpec(code=4)]) as parent:
+        zombie, ppid = str(parent.zombies[0]), str(parent.pid)
+        out = run_hidden_as_nobody(
+            {
+                "pid": ["ps", "--pid", zombie],
+                "json": ["ps", "--pid", zombie, "--json"],
+                "ppid": ["ps", "--ppid", ppid],
+                "some": ["ps", "--pid", f"1,{zombie}"],
+                "status": ["status", "--zombie", zombie],
+            }
+        )
+    hidden = "procfs is mounted hidepid=invisible: other users' processes are hidden"
+    for name, pid in (("pid", zombie), ("json", zombie), ("ppid", ppid), ("status", zombie)):
+        rc, text, err = out[name]
+        assert (rc, text) == (2, ""), name
+        assert err == f"undertaker: error: pid {pid} not seen: it may be hidden ({hidden})\n"
+    rc, text, err = out["some"]  # PID 1 is root's too: nothing is seen
+    assert rc == 2
+    assert "no such process" not in err
+
+
+@needs_namespace
 def test_unreadable_entries_exit_3() -> None:
     """hidepid=noaccess lists entries nobody may read: counted, noted, exit 3 without zombies."""
     code = (
@@ -140,6 +168,20 @@ def test_pid_max_inside_a_namespace_is_not_the_whole_story() -> None:
     assert limit["max"] == (threads_max if limit["name"] == "threads-max" else 4194304)
     assert "its own pid_max is capped by the host's, which cannot be read from here" in text
     assert f"/{limit['max']} in use" in text.splitlines()[0]
+
+
+@needs_namespace
+def test_views_without_a_pid_count_carry_no_pid_max_note() -> None:
+    """tree and why print no PID count, so no note on the namespace's pid_max either."""
+    code = (
+        "import subprocess, sys\n"
+        "for command in ('tree', 'why', 'ps'):\n"
+        "    done = subprocess.run([sys.executable, '-m', 'undertaker', command],"
+        " capture_output=True, text=True)\n"
+        "    print(command, done.returncode, 'pid_max' in done.stdout)\n"
+    )
+    done = run_in_namespace(code)
+    assert done.stdout.splitlines() == ["tree 0 False", "why 0 False", "ps 0 True"]
 
 
 def test_min_age_counts_only_old_zombies() -> None:

@@ -124,7 +124,7 @@ def test_a_rewritten_term_is_the_stop_signal_of_the_drain(
         got = {init.readline(), init.readline()}
         assert init.wait() == 128 + signal.SIGKILL
     assert got == {f"child {number}", f"orphan {number}"}
-    assert f"still running 1s after {name}; sending SIGKILL" in init.stderr
+    assert f"2 processes still running 1s after {name}; sending SIGKILL" in init.stderr
     assert "SIGTERM" not in init.stderr
 
 
@@ -137,7 +137,9 @@ def test_term_dropped_means_no_stop_signal_only_the_deadline(tmp_path: Path) -> 
         init.expect("ready")
         assert init.wait() == 0
     assert not mark.exists()  # the worker never got a SIGTERM to run its hook
-    assert "still running 1s into the drain (-r TERM:0: no stop signal sent)" in init.stderr
+    assert "1 process still running 1s into the drain (-r TERM:0: no stop signal sent)" in (
+        init.stderr
+    )
 
 
 LEAVE_A_TERM_RECORDER = """

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from helpers import needs_namespace
+from helpers import needs_namespace, run_with_bad_stdout
 from init_children.harness import INIT, PYTHON, Init, run_init, state
 from undertaker import __version__
 from undertaker.testing import sleep_until
@@ -30,6 +30,18 @@ def test_version_prints_the_package_version_and_runs_nothing(spelling: str) -> N
         check=False,
     )
     assert done.stdout == f"undertaker run {__version__}\n"
+
+
+@pytest.mark.parametrize("option", ["--version", "--help"])
+def test_version_and_help_to_an_unwritable_stdout(option: str) -> None:
+    """> /dev/full: one line and exit 2, no traceback; a closed pipe: 141, nothing said."""
+    done = run_with_bad_stdout([*INIT, option], "full")
+    assert (done.returncode, done.stderr) == (
+        2,
+        "undertaker run: error: cannot write to standard output: No space left on device\n",
+    )
+    done = run_with_bad_stdout([*INIT, option], "closed")
+    assert (done.returncode, done.stderr) == (141, "")
 
 
 # The main child leaves an orphan behind, then says ready and waits for its TERM.

@@ -171,16 +171,17 @@ def test_cli_status_errors_are_one_line(args: tuple[str, ...]) -> None:
 
 
 # Forks a child that takes real gid argv[1] and effective and saved gid argv[2]
-# (mixed, as a setgid program run by another group has), drops to uid 65534,
-# makes itself dumpable again if argv[3] is 1 (setresuid cleared it), and
-# exits 7. Prints its PID once it is a zombie, reaps it when stdin closes.
+# (mixed, as a setgid program run by another group has), real uid argv[4] and
+# effective and saved uid 65534 (mixed too when argv[4] is not 65534: a setuid
+# program), makes itself dumpable again if argv[3] is 1 (setresuid cleared
+# it), and exits 7. Prints its PID once it is a zombie, reaps it when stdin closes.
 _IDS_ZOMBIE = """
 import ctypes, os, sys, time
-rgid, egid, dumpable = (int(a) for a in sys.argv[1:4])
+rgid, egid, dumpable, ruid = (int(a) for a in sys.argv[1:5])
 pid = os.fork()
 if pid == 0:
     os.setresgid(rgid, egid, egid)
-    os.setresuid(65534, 65534, 65534)
+    os.setresuid(ruid, 65534, 65534)
     if dumpable:
         ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
     os._exit(7)
@@ -216,11 +217,11 @@ print("tree", next(line for line in drawing if f" {pid} " in line).partition("<d
 
 
 def _read_as_other_ids(
-    rgid: int, egid: int, dumpable: bool
+    rgid: int, egid: int, dumpable: bool, ruid: int = 65534
 ) -> tuple[list[str], subprocess.CompletedProcess[str]]:
     """Read a zombie's status as uid 65534 / gid 200: library and ps lines, then the CLI."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", _IDS_ZOMBIE, str(rgid), str(egid), str(int(dumpable))],
+        [sys.executable, "-c", _IDS_ZOMBIE, str(rgid), str(egid), str(int(dumpable)), str(ruid)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -258,19 +259,21 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to set ids
 
 @needs_root
 @pytest.mark.parametrize(
-    ("rgid", "dumpable"),
-    [(100, True), (200, False)],
-    ids=["setgid-mixed-gids", "same-ids-not-dumpable"],
+    ("rgid", "dumpable", "ruid"),
+    [(100, True, 65534), (200, True, 1000), (200, False, 65534)],
+    ids=["setgid-mixed-gids", "setuid-mixed-uids", "same-ids-not-dumpable"],
 )
-def test_hidden_zombie_status_is_refused_not_exited_0(rgid: int, dumpable: bool) -> None:
+def test_hidden_zombie_status_is_refused_not_exited_0(rgid: int, dumpable: bool, ruid: int) -> None:
     """The kernel writes 0 in place of a hidden code: refuse it, never say "exited 0".
 
     Read by uid 65534 with gid 200, a zombie of uid 65534 is hidden when its
     real gid (100) differs from its effective and saved gid (200), as for a
-    setgid program: the uid alone matches. It is hidden too, on recent
-    kernels, when its ids all match but it stopped being dumpable.
+    setgid program: the uid alone matches; or when its real uid (1000)
+    differs from its effective and saved uid (65534), as for a setuid one.
+    It is hidden too, on recent kernels, when its ids all match but it
+    stopped being dumpable.
     """
-    lib, done = _read_as_other_ids(rgid, egid=200, dumpable=dumpable)
+    lib, done = _read_as_other_ids(rgid, egid=200, dumpable=dumpable, ruid=ruid)
     zombie, waited, ps, tree = lib
     assert (zombie, ps, tree) == ("zombie_status denied", "ps None", "tree ")
     # wait_for_exit goes through zombie_status: None, "hidden from us", as documented.

@@ -235,6 +235,10 @@ class Reaper:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(min(seconds("timeout", timeout, zero=True), threading.TIMEOUT_MAX))
         self._thread = None
+        if self._set_subreaper:
+            # First, so that no orphan arrives after the last pass has looked.
+            become_subreaper(enable=False)
+            self._set_subreaper = False
         adopted: list[tuple[int, int]] = []
         try:
             self.reap()
@@ -257,9 +261,6 @@ class Reaper:
             self._handed.close()
             waker, self._waker = self._waker, None
         self._restore_handler()
-        if self._set_subreaper:
-            become_subreaper(enable=False)
-            self._set_subreaper = False
         if waker is not None:
             waker.close()
         _orphans.hand_on(adopted)

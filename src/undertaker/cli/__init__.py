@@ -49,24 +49,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     if argv is None and sys.argv[1:2] == ["run"]:  # the init: own parser, ends in os._exit
         importlib.import_module("undertaker.cli.run").fast_main(sys.argv[2:])
-    from undertaker.cli._parser import build_parser  # noqa: PLC0415  (not for run)
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    first = argv[0] if argv else None
-    parser = build_parser(SUBCOMMANDS, first if first in SUBCOMMANDS else None)
-    args, extra = parser.parse_known_args(argv)
-    if extra:  # reported by the subcommand's parser, which points to its own --help
-        parser.subparser(args.command).error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command is None:
-        parser.print_help()
-        return EXIT_ERROR
-    module = importlib.import_module(f"undertaker.cli.{SUBCOMMANDS[args.command]}")
     from undertaker.cli._output import OutputFailed, TaggedOutput, discard_output  # noqa: PLC0415
 
     real_stdout = sys.stdout
     sys.stdout = TaggedOutput(real_stdout)
     try:
-        status: int = module.run(args)
+        status = _parse_and_run(list(sys.argv[1:] if argv is None else argv))
         sys.stdout.flush()
     except UndertakerError as err:
         print(f"undertaker: error: {err}", file=sys.stderr)
@@ -81,4 +69,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         sys.stdout = real_stdout
+    return status
+
+
+def _parse_and_run(argv: list[str]) -> int:
+    """Parse *argv* and run the subcommand it names."""
+    from undertaker.cli._parser import build_parser  # noqa: PLC0415  (not for run)
+
+    first = argv[0] if argv else None
+    parser = build_parser(SUBCOMMANDS, first if first in SUBCOMMANDS else None)
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # reported by the subcommand's parser, which points to its own --help
+            parser.innermost(args).error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit:
+        sys.stdout.flush()  # what --help or --version wrote: a failed write is said, as for ps
+        raise
+    if args.command is None:
+        parser.print_help()
+        return EXIT_ERROR
+    module = importlib.import_module(f"undertaker.cli.{SUBCOMMANDS[args.command]}")
+    status: int = module.run(args)
     return status

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, NamedTuple
 
+from undertaker._errors import UndertakerError
 from undertaker.cli._exit import EXIT_FOUND, EXIT_INCOMPLETE, EXIT_OK
 from undertaker.proc._system import in_child_pid_namespace, loadavg_tasks, threads_max
 from undertaker.wait import has_cap_sys_ptrace
@@ -43,8 +44,13 @@ class Coverage(NamedTuple):
     pid_limit: Limit | None = None  # pid_max and the PIDs in use against it (doctor)
     foreign: bool = False  # the procfs shows a PID namespace we are not in (nsenter -m)
 
-    def notes(self) -> list[str]:
-        """The caveats a person must read next to the counts."""
+    def notes(self, *, pid_count: bool = True) -> list[str]:
+        """The caveats a person must read next to the counts.
+
+        Args:
+            pid_count: the view shows the PIDs in use against a limit; without
+                it (tree, why) the note on the namespace's pid_max is left out.
+        """
         notes = []
         if self.hidden:
             notes.append(f"{self.hidden}: counts are lower bounds, zombies may be hidden")
@@ -54,7 +60,7 @@ class Coverage(NamedTuple):
                 "after nsenter -m): its PIDs are not ours, so run the commands shown inside "
                 "it (nsenter -t PID -p -m)"
             )
-        if self.child_namespace and self.limit is not None:
+        if pid_count and self.child_namespace and self.limit is not None:
             notes.append(
                 "inside a PID namespace: its own pid_max is capped by the host's, "
                 "which cannot be read from here"
@@ -69,9 +75,19 @@ def _hidden(snapshot: Snapshot) -> str | None:
         if snapshot.hidepid:
             what += f" (hidepid={snapshot.hidepid})"
         return what + " (run as root, or grant CAP_SYS_PTRACE, to see them)"
-    if snapshot.hidepid and not has_cap_sys_ptrace():
-        return f"procfs is mounted hidepid={snapshot.hidepid}: other users' processes are hidden"
+    return mount_hides(snapshot.hidepid)
+
+
+def mount_hides(hidepid: str | None) -> str | None:
+    """Why other users' processes are out of our sight under *hidepid*, or None."""
+    if hidepid and not has_cap_sys_ptrace():
+        return f"procfs is mounted hidepid={hidepid}: other users' processes are hidden"
     return None
+
+
+def not_seen(pid: int, hidden: str) -> UndertakerError:
+    """The error for a PID a partial view does not show: it may well exist."""
+    return UndertakerError(f"pid {pid} not seen: it may be hidden ({hidden})")
 
 
 def assess(snapshot: Snapshot) -> Coverage:

@@ -27,14 +27,20 @@ class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line, with exit status 2."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        """Build as argparse does; ``subcommands`` is filled by :func:`build_parser`."""
+        """Build as argparse does, told the width."""
         kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **kwargs)
-        self.subcommands: dict[str, _Parser] = {}
 
-    def subparser(self, name: str | None) -> _Parser:
-        """The parser of subcommand *name*, or this one when there is none."""
-        return self.subcommands.get(name or "", self)
+    def innermost(self, args: argparse.Namespace) -> _Parser:
+        """The parser of the deepest subcommand *args* chose (``lab run``), else this one."""
+        kind = argparse._SubParsersAction  # noqa: SLF001  (argparse names it nowhere else)
+        parser = self
+        while True:
+            subs = [a for a in parser._actions if isinstance(a, kind)]
+            chosen = subs[0].choices.get(getattr(args, subs[0].dest, None) or "") if subs else None
+            if not isinstance(chosen, _Parser):
+                return parser
+            parser = chosen
 
     def error(self, message: str) -> NoReturn:
         """Print ``undertaker ps: error: ...`` and a pointer to --help, then exit 2."""
@@ -54,5 +60,4 @@ def build_parser(subcommands: dict[str, str], only: str | None = None) -> _Parse
     for name, module in subcommands.items():
         if only is None or only == name:
             importlib.import_module(f"undertaker.cli.{module}").add_parser(subs)
-    parser.subcommands = subs.choices
     return parser

@@ -95,8 +95,13 @@ def pid_span(pids: list[int]) -> str:
 
 
 def plural(count: int, noun: str) -> str:
-    """*noun* as it goes with *count*: ``zombie`` for 1, ``zombies`` otherwise."""
-    return noun if count == 1 else noun + "s"
+    """*noun* as it goes with *count*: ``zombie`` for 1, ``zombies`` otherwise.
+
+    Nouns ending in a hissing sound take ``es``: ``processes``.
+    """
+    if count == 1:
+        return noun
+    return noun + ("es" if noun.endswith(("s", "sh", "ch", "x")) else "s")
 
 
 def terminal_columns() -> int:

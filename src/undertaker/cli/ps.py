@@ -18,7 +18,7 @@ from undertaker.cli._common import (
     pid_list_arg,
     user_arg,
 )
-from undertaker.cli._coverage import assess, exit_status
+from undertaker.cli._coverage import assess, exit_status, not_seen
 from undertaker.cli._ps_json import census_json
 from undertaker.cli._ps_view import live_threads, render_all, render_census
 from undertaker.cli._style import Style, plural, use_color
@@ -79,17 +79,20 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add_color_option(ps)
 
 
-def _missing(wanted: set[int], seen: Mapping[int, object]) -> None:
-    """Refuse when no asked-for PID exists; name the ones that do not on stderr."""
+def _missing(wanted: set[int], seen: Mapping[int, object], hidden: str | None) -> None:
+    """Refuse when no asked-for PID is seen; name the ones not seen on stderr.
+
+    With a partial view (*hidden* says why) an unseen PID may exist: it is
+    never called gone.
+    """
     missing = sorted(pid for pid in wanted if pid not in seen)
     if missing and len(missing) == len(wanted):
-        raise NoSuchProcess(missing[0])
+        raise NoSuchProcess(missing[0]) if hidden is None else not_seen(missing[0], hidden)
     if missing:
-        print(
-            f"undertaker ps: warning: no such {plural(len(missing), 'process')}: "
-            + ", ".join(map(str, missing)),
-            file=sys.stderr,
-        )
+        what = f"no such {plural(len(missing), 'process')}"
+        if hidden is not None:
+            what = f"not seen, may be hidden ({hidden})"
+        print(f"undertaker ps: warning: {what}: {', '.join(map(str, missing))}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,11 +105,11 @@ def run(args: argparse.Namespace) -> int:
         split=True,
         zombie_reads=every and not args.no_ages,
     )
-    _missing(pids, snapshot.processes)
-    _missing(ppids, snapshot.processes)
+    coverage = assess(snapshot)
+    _missing(pids, snapshot.processes, coverage.hidden)
+    _missing(ppids, snapshot.processes, coverage.hidden)
     keep = selector(pids, ppids, set(args.user or ()))
     census = take_census(snapshot, keep, ages=not args.no_ages)
-    coverage = assess(snapshot)
     younger = 0
     now = time.time()
     if args.min_age is not None:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from undertaker._errors import NoSuchProcess, ProcUnavailable
 from undertaker.cli._common import EXIT_ERROR, EXIT_OK, add_proc_option, pid_arg
-from undertaker.proc._system import boot_time
+from undertaker.cli._coverage import mount_hides, not_seen
+from undertaker.proc._system import boot_time, hidepid
 from undertaker.wait import WaitStatus, signal_name, zombie_status
 
 if TYPE_CHECKING:
@@ -95,6 +96,9 @@ def _zombie(pid: int, root: str) -> WaitStatus:
             boot_time(root)  # the same test of "is this a procfs" that the scan makes
         except (OSError, ValueError):
             raise ProcUnavailable(root, f"not a procfs (no btime line in {root}/stat)") from None
+        hidden = mount_hides(hidepid(root))
+        if hidden is not None and not os.path.exists(f"{root}/{pid}"):
+            raise not_seen(pid, hidden) from None  # under hidepid it may well exist
         raise
 
 

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         incomplete=coverage.incomplete,
     )
     print(drawing)
-    for note in coverage.notes():
+    for note in coverage.notes(pid_count=False):
         print(style.dim("note: " + note))
     zombies = len(snapshot.zombies)
     if args.min_age is not None and zombies:

@@ -7,9 +7,9 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from undertaker._errors import NoSuchProcess, UndertakerError
+from undertaker._errors import NoSuchProcess
 from undertaker.cli._common import EXIT_FOUND, add_color_option, add_proc_option, pid_arg
-from undertaker.cli._coverage import assess, exit_status
+from undertaker.cli._coverage import assess, exit_status, not_seen
 from undertaker.cli._style import Style, use_color
 from undertaker.cli._why_json import explanation_json
 from undertaker.cli._why_view import render_explanation
@@ -71,12 +71,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         found = explain(snapshot, args.pids)
     except NoSuchProcess as err:
-        if not coverage.incomplete:
+        if coverage.hidden is None:
             raise
         # Under hidepid a PID we cannot see may well exist: never claim it does not.
-        raise UndertakerError(
-            f"pid {err.pid} not seen: it may be hidden ({coverage.hidden})"
-        ) from None
+        raise not_seen(err.pid, coverage.hidden) from None
     if args.watch is not None and found.parents:
         found = watch(found, args.watch, args.proc)
     status = EXIT_FOUND if found.leaders else exit_status(len(found.parents), coverage)
@@ -90,6 +88,6 @@ def run(args: argparse.Namespace) -> int:
         return status
     style = Style(use_color(args.color))
     print(render_explanation(found, style, time.time(), incomplete=coverage.incomplete))
-    for note in coverage.notes():
+    for note in coverage.notes(pid_count=False):
         print(style.dim("note: " + note))
     return status

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 1
+EXIT_PIPE_CLOSED = 128 + 13  # as a shell reports a process killed by SIGPIPE
 
 NOT_REAPING = (
     "not PID 1 and not a child subreaper: orphaned processes will be re-parented "
@@ -32,10 +33,7 @@ NOT_REAPING = (
 def main(argv: list[str] | None = None) -> NoReturn:
     """Run the init and leave through ``os._exit`` (interpreter shutdown costs ~6 ms)."""
     code = run(sys.argv[1:] if argv is None else argv, os.environ)
-    try:
-        sys.stdout.flush()
-    finally:
-        os._exit(code)
+    os._exit(code)
 
 
 def run(argv: list[str], environ: Mapping[str, str]) -> int:
@@ -47,13 +45,11 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
         report.error(f"{err} (see undertaker run --help)")
         return EXIT_USAGE
     if options.help:
-        sys.stdout.write(HELP)
-        return 0
+        return say(HELP, report)
     if options.version:
         from undertaker import __version__  # noqa: PLC0415  (the package root, loaded already)
 
-        sys.stdout.write(f"undertaker run {__version__}\n")
-        return 0
+        return say(f"undertaker run {__version__}\n", report)
     report.reaped_lines = options.log_reaped
     report.verbose = options.verbose
     signals = InheritedSignals()
@@ -78,6 +74,19 @@ def run(argv: list[str], environ: Mapping[str, str]) -> int:
     report.summary(supervisor.stats, code)
     report.info(f"exiting with status {code}")
     return code
+
+
+def say(text: str, report: Reporter) -> int:
+    """Print *text*: 0; 2 with one line when stdout is unwritable; 141 when its reader left."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return EXIT_PIPE_CLOSED  # | head: nothing to say, like the other commands
+    except OSError as err:
+        report.error(f"cannot write to standard output: {err.strerror}")
+        return EXIT_USAGE
+    return 0
 
 
 def become_reaper(options: Options, report: Reporter) -> None:

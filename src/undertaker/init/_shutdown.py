@@ -123,9 +123,8 @@ class Drain:
             self.killing_since = now
             left = _drain.scan(self.me)
             if left:
-                self.report.warning(
-                    f"{len(left)} process(es) still running {self.since}; sending SIGKILL"
-                )
+                what = "1 process" if len(left) == 1 else f"{len(left)} processes"
+                self.report.warning(f"{what} still running {self.since}; sending SIGKILL")
         elif now - self.killing_since > GIVE_UP_AFTER_KILL:
             self.report.warning("processes survive SIGKILL (uninterruptible sleep?); exiting")
             return True
