@@ -297,14 +297,19 @@ def _run_helper(
     stops: list[float] = []
     held = 0
     error: Exception | None = None
-    finished = False
+    stuck = False
     try:
         lines, finished = _read_lines(read_end, timeout)
+        stuck = not finished
     finally:
+        # Closing the pipe asks the helper to stop: its next report fails
+        # (EPIPE) once it has restored and detached the parent. Interrupted
+        # (^C), we wait for that: killed between a call frame and the restore,
+        # it would leave the parent running on the injected registers. Only a
+        # helper that stopped reporting is killed at once: it is stuck waiting
+        # for a parent that never stopped, before any register was touched.
         os.close(read_end)
-        # A helper that stopped reporting is stuck (the parent never stopped):
-        # give it only a moment before killing it.
-        if not _reap_helper(pid, timeout if finished else 0.05):
+        if not _reap_helper(pid, 0.05 if stuck else timeout):
             error = ParentRefused(
                 plan.parent.pid, f"the parent did not stop within {timeout} s (state D?)"
             )
@@ -326,7 +331,8 @@ def _helper(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) 
     # A terminal's ^C or a group kill must not end it between setting the
     # injection frame and restoring the parent's registers; the caller still
     # can (SIGKILL) when it stops reporting.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    # SIGPIPE too: a caller that went away is seen as EPIPE after the detach.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     code = 0
     try:
@@ -358,6 +364,13 @@ def _read_lines(fd: int, timeout: float) -> tuple[list[str], bool]:
             break
         data += chunk
     return [line for line in data.decode().split("\n") if line], finished
+
+
+def _caller_gone(out: int) -> bool:
+    """Whether the caller closed its end of the report pipe (interrupted, or dead)."""
+    poller = select.poll()
+    poller.register(out, 0)  # POLLERR, reported always: the reading end is closed
+    return bool(poller.poll(0))
 
 
 def _reap_helper(pid: int, timeout: float) -> bool:
@@ -402,7 +415,7 @@ def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -
     except OSError:
         mem = -1  # only the tracer may read it: after the attach
     try:
-        while pending:
+        while pending and not _caller_gone(out):
             tracee = Tracee(plan.thread, plan.arch)
             start = time.monotonic()
             tracee.attach()
