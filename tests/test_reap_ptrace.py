@@ -60,12 +60,7 @@ class Parent:
     """A started reap_parents.py, its READY report, and a way to read its RESULT."""
 
     def __init__(self, mode: str, zombies: int) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, PARENT, mode, str(zombies)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        self.proc = start([sys.executable, PARENT, mode, str(zombies)])
         assert self.proc.stdout is not None
         self.ready: dict[str, Any] = json.loads(self.proc.stdout.readline())
         self.pid: int = self.ready["pid"]
@@ -80,12 +75,22 @@ class Parent:
         return dict(json.loads(line))
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()  # our own child, not yet reaped: the PID is safe
-        self.proc.wait(10)
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                pipe.close()
+        end(self.proc)
+
+
+def start(argv: list[str]) -> subprocess.Popen[str]:
+    """Start *argv* with its stdin and stdout as text pipes to us."""
+    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def end(proc: subprocess.Popen[str]) -> None:
+    """Kill *proc* if it still runs (our child, not reaped: the PID is safe); close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
 
 
 @contextmanager
@@ -272,12 +277,7 @@ def test_a_traced_parent_is_refused() -> None:
     )
     with ZombieParent([ZombieSpec(code=2)]) as zp:
         plan = plan_ptrace_reap(zp.pid, zp.zombies)  # checked before the debugger came
-        tracer = subprocess.Popen(
-            [sys.executable, "-c", tracer_code, str(zp.pid)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        tracer = start([sys.executable, "-c", tracer_code, str(zp.pid)])
         try:
             assert tracer.stdout is not None
             assert tracer.stdout.readline() == "ok\n"
@@ -420,12 +420,7 @@ ctypes.CDLL(None).pthread_exit(None)
 
 def test_parent_whose_main_thread_exited_is_traced_through_a_live_thread() -> None:
     """A zombie-leader parent cannot stop; its live thread is attached and reaps for the group."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _LEADER_PARENT],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    proc = start([sys.executable, "-c", _LEADER_PARENT])
     try:
         assert proc.stdout is not None
         assert proc.stdin is not None
@@ -440,12 +435,7 @@ def test_parent_whose_main_thread_exited_is_traced_through_a_live_thread() -> No
         assert proc.stdout.readline() == "ECHILD\n"
         assert proc.wait(10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()  # our own child, not reaped: the PID is safe
-        proc.wait(10)
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                pipe.close()
+        end(proc)
 
 
 # PID 1 of a private namespace. After the checks, parent P exits and a

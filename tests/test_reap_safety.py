@@ -10,7 +10,10 @@ import json
 import subprocess
 import sys
 
-from test_reap_ptrace import PARENT
+from helpers import cli, needs_namespace
+from test_reap_ptrace import PARENT, end, start
+from undertaker.remedy import reap_via_ptrace
+from undertaker.testing import proc_state, sleep_until
 
 # Reaps 1,000 zombies of a busy parent in one long stop (max_stop 1 s) and sends
 # itself SIGINT (a terminal's ^C) as soon as the parent is traced: mid-stop.
@@ -73,3 +76,84 @@ def test_interrupt_mid_stop_lets_the_tracer_restore_the_parent() -> None:
     for i, z in enumerate(out["zombies"]):
         want = "ECHILD" if z in out["gone"] else (3 + i % 200) << 8
         assert report["waits"][str(z)] == want
+
+
+# PID 1 of a container (a private PID namespace) with a zombie child, and
+# another process in there with one too. Each later waits for its zombie and
+# says what it got; both wait for a line on stdin first.
+_CONTAINER = r"""
+import json, os, sys
+def wait_for(pid):
+    try:
+        return os.waitpid(pid, 0)[1]
+    except ChildProcessError:
+        return "ECHILD"
+z1 = os.fork()
+if z1 == 0:
+    os._exit(3)
+r, w = os.pipe()
+mid = os.fork()
+if mid == 0:
+    os.close(w)
+    z2 = os.fork()
+    if z2 == 0:
+        os._exit(4)
+    os.read(r, 1)
+    os._exit(0 if wait_for(z2) == "ECHILD" else 1)
+os.close(r)
+print("ready", flush=True)
+sys.stdin.readline()
+os.close(w)
+print(json.dumps({"init_waited": wait_for(z1), "mid": wait_for(mid)}), flush=True)
+"""
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as kids:
+        return [int(k) for k in kids.read().split()]
+
+
+@needs_namespace
+def test_parents_inside_a_container_are_reaped_for_with_their_own_pids() -> None:
+    """Seen from the host, a container's PID 1 and another of its processes reap their zombies.
+
+    kill-parent refuses that PID 1; ptrace makes it reap. wait4 runs in the
+    parent, so it must get the zombie's PID in the parent's namespace (2, 4
+    in there), not ours.
+    """
+    proc = start(
+        [
+            "unshare",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            sys.executable,
+            "-c",
+            _CONTAINER,
+        ]
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stdout.readline() == "ready\n"
+        (init,) = _children(proc.pid)
+        z1, mid = sorted(_children(init))  # forked in that order
+        assert sleep_until(lambda: len(_children(mid)) == 1)  # mid forks after "ready"
+        (z2,) = _children(mid)
+        assert sleep_until(lambda: proc_state(z1) == "Z" and proc_state(z2) == "Z")
+        refused = cli("reap", str(z1), "--method", "kill-parent", "--yes")
+        assert refused.returncode == 8  # never end PID 1 of any namespace
+        assert "PID 1 of its namespace" in refused.stderr
+        for parent, zombie, code in ((init, z1, 3), (mid, z2, 4)):
+            result = reap_via_ptrace(parent, [zombie])
+            assert result.reaped == [zombie], result.outcomes
+            assert str(result.outcomes[0].status) == f"exited {code}"
+            assert proc_state(zombie) is None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        report = json.loads(proc.stdout.readline())
+        assert report == {"init_waited": "ECHILD", "mid": 0}  # mid got ECHILD too
+        assert proc.wait(10) == 0
+    finally:
+        end(proc)  # unshare --kill-child: its PID 1, and so the namespace, dies with it

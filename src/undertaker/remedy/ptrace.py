@@ -31,7 +31,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from undertaker._errors import AccessDenied, NoSuchProcess
-from undertaker.proc._read import read_status
+from undertaker.proc._read import read_nspid, read_status
 from undertaker.remedy._arch import Arch, for_machine
 from undertaker.remedy._checks import check_may_ptrace, check_parent, ptrace_requirement
 from undertaker.remedy._errors import NotAZombie, NotPermitted, ParentGone, ParentRefused
@@ -115,6 +115,11 @@ class PtracePlan:
     thread: int
     zombies: list[Zombie]
     arch: Arch
+    inside: dict[int, int] = field(default_factory=dict)
+
+    def pid_inside(self, zombie: Zombie) -> int:
+        """The zombie's PID in its parent's namespace: what the parent's wait4 takes."""
+        return self.inside.get(zombie.pid, zombie.pid)
 
     def execute(self, max_stop: float = 0.005, timeout: float = 5.0) -> PtraceResult:
         """Reap the planned zombies inside the parent.
@@ -138,9 +143,10 @@ class PtracePlan:
         for z in self.zombies:
             ret = answers.get(z.pid)
             if ret is not None:
-                reaped = ret == z.pid and not z.alive()
+                want = self.pid_inside(z)
+                reaped = ret == want and not z.alive()
                 outcomes.append(
-                    ZombieOutcome(z.pid, z.status, reaped=reaped, detail=_describe(ret, z.pid))
+                    ZombieOutcome(z.pid, z.status, reaped=reaped, detail=_describe(ret, want))
                 )
             elif z not in live:
                 outcomes.append(
@@ -235,7 +241,27 @@ def plan_for(parent: Target, zombies: list[Zombie], d_timeout: float = 1.0) -> P
         if not zombie.same():
             raise NotAZombie(zombie.pid, "reaped or replaced since the check")
     thread, arch = _check_traceable(parent, d_timeout)
-    return PtracePlan(parent, thread, list(zombies), arch)
+    return PtracePlan(parent, thread, list(zombies), arch, _pids_inside(parent, zombies))
+
+
+def _pids_inside(parent: Target, zombies: list[Zombie]) -> dict[int, int]:
+    """The zombies' PIDs as a parent in a nested PID namespace (a container) sees them.
+
+    Empty when the parent is in our namespace: then they are the same.
+    """
+    try:
+        depth = len(read_nspid(parent.pid))
+    except (NoSuchProcess, AccessDenied):
+        return {}
+    inside = {}
+    for zombie in zombies if depth > 1 else ():
+        try:
+            nspid = read_nspid(zombie.pid)
+        except (NoSuchProcess, AccessDenied):
+            continue  # reaped meanwhile: the execute finds it gone
+        if len(nspid) >= depth:  # a child lives in its parent's namespace or below
+            inside[zombie.pid] = nspid[depth - 1]
+    return inside
 
 
 def reap_via_ptrace(
@@ -440,7 +466,7 @@ def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -
                     pending.pop(0)
                     if zombie.alive():  # not reaped, so its PID still names it
                         answers[zombie.pid] = tracee.syscall(
-                            site, plan.arch.wait4, zombie.pid, 0, WNOHANG, 0
+                            site, plan.arch.wait4, plan.pid_inside(zombie), 0, WNOHANG, 0
                         )
                     took = time.monotonic() - began
                     per_reap = took if not per_reap else 0.8 * per_reap + 0.2 * took
