@@ -16,6 +16,15 @@ PF_KTHREAD = 0x00200000  # stat field 9, flags: a kernel thread
 _FLAGS = 6  # index of field 9 in the tail after ") "
 
 
+def has_capability(bit: int) -> bool:
+    """Whether capability *bit* (``linux/capability.h``) is in our effective set."""
+    with open("/proc/self/status", "rb") as own:
+        for line in own:
+            if line.startswith(b"CapEff:"):
+                return bool(int(line[7:], 16) >> bit & 1)
+    return os.geteuid() == 0
+
+
 def yama_scope() -> int | None:
     """Yama's ``ptrace_scope`` (0 classic, 1 descendants only, 2 admin, 3 none), None if absent."""
     try:
