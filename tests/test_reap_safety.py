@@ -7,12 +7,21 @@ acts only on it; each checks the zombies went *and* the parent is unharmed.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 
+import pytest
+
 from helpers import cli, needs_namespace
-from test_reap_ptrace import PARENT, end, start
-from undertaker.remedy import reap_via_ptrace
+from test_reap_ptrace import PARENT, end, parent, start
+from undertaker.remedy import ParentRefused, reap_via_ptrace
+from undertaker.remedy._arch import for_machine
+from undertaker.remedy._checks import is_kernel_thread
+from undertaker.remedy._ptrace import Tracee
+from undertaker.remedy._target import Target
+from undertaker.remedy.signals import check_killable
 from undertaker.testing import proc_state, sleep_until
 
 # Reaps 1,000 zombies of a busy parent in one long stop (max_stop 1 s) and sends
@@ -157,3 +166,99 @@ def test_parents_inside_a_container_are_reaped_for_with_their_own_pids() -> None
         assert proc.wait(10) == 0
     finally:
         end(proc)  # unshare --kill-child: its PID 1, and so the namespace, dies with it
+
+
+def _registers(pid: int) -> list[int]:
+    """Every register word of *pid* (stopped: they cannot change), read by our own attach."""
+    tracee = Tracee(pid, for_machine(os.uname().machine))
+    tracee.attach()
+    try:
+        return list(tracee.saved)
+    finally:
+        tracee.detach()
+
+
+def _code(pid: int) -> dict[str, bytes]:
+    """The bytes of every executable mapping of *pid*, by address range."""
+    with open(f"/proc/{pid}/maps") as maps:
+        ranges = [line.split()[0] for line in maps if line.split()[1][2] == "x"]
+    code = {}
+    with open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for span in ranges:
+            start, stop = (int(x, 16) for x in span.split("-"))
+            if start < 1 << 63:  # not [vsyscall], the kernel's, unreadable through mem
+                code[span] = os.pread(mem.fileno(), stop - start, start)
+    return code
+
+
+def test_registers_come_back_word_for_word_and_no_code_is_written() -> None:
+    """A stopped parent, inside clock_nanosleep: same registers after the reap, same code.
+
+    Every word of NT_PRSTATUS (orig_rax and the -ERESTART value in rax
+    included), and every byte of every executable mapping, before and after.
+    """
+    with parent("sleep") as p:
+        os.kill(p.pid, signal.SIGSTOP)  # our own child, not reaped: the PID is safe
+        assert sleep_until(lambda: proc_state(p.pid) == "T")
+        before, code = _registers(p.pid), _code(p.pid)
+        assert code  # the comparison below is not empty
+        assert reap_via_ptrace(p.pid, p.zombies).reaped == p.zombies
+        assert _registers(p.pid) == before
+        assert _code(p.pid) == code
+        os.kill(p.pid, signal.SIGCONT)
+        report = p.result()
+    assert report["result"] is None
+    assert 0.99 <= report["duration"] < 10
+    assert report["waits"] == {str(z): "ECHILD" for z in p.zombies}
+
+
+# A parent that started `sh -c "exit 7"` with subprocess and, once told, waits for it.
+_SUBPROCESS_PARENT = r"""
+import subprocess, sys
+child = subprocess.Popen(["sh", "-c", "exit 7"])
+print(child.pid, flush=True)
+sys.stdin.readline()
+print(child.wait(), flush=True)
+"""
+
+
+def test_python_subprocess_reports_returncode_0_for_a_reaped_child() -> None:
+    """What the CLI warns of: the lost status becomes returncode 0 in subprocess, no crash."""
+    proc = start([sys.executable, "-c", _SUBPROCESS_PARENT])
+    try:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        zombie = int(proc.stdout.readline())
+        assert sleep_until(lambda: proc_state(zombie) == "Z")
+        done = cli("reap", str(zombie), "--method", "ptrace", "--yes")
+        assert done.returncode == 0, done.stderr
+        assert "exited 7" in done.stdout
+        assert "returncode 0" in done.stdout
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "0\n"  # not 7: the status went with the reap
+        assert proc.wait(10) == 0
+    finally:
+        end(proc)
+
+
+def test_kill_parent_refuses_kernel_threads_and_ourselves() -> None:
+    """check_killable, the gate of kill-parent: a kernel thread, undertaker itself."""
+    kthreads = (int(p) for p in os.listdir("/proc") if p.isdigit() and _is_kthread(int(p)))
+    kthread = next(kthreads, None)
+    if kthread is None:
+        pytest.skip("no kernel thread visible (a PID namespace without the host's)")
+    for pid, why in ((kthread, "kernel thread"), (os.getpid(), "undertaker itself")):
+        target = Target.open(pid)
+        try:
+            with pytest.raises(ParentRefused, match=why):
+                check_killable(target)
+        finally:
+            target.close()
+
+
+def _is_kthread(pid: int) -> bool:
+    try:
+        return is_kernel_thread(pid)
+    except OSError:
+        return False
