@@ -16,7 +16,7 @@ import pytest
 
 from helpers import cli, needs_namespace
 from test_reap_ptrace import PARENT, end, parent, start
-from undertaker.remedy import ParentRefused, reap_via_ptrace
+from undertaker.remedy import ParentRefused, plan_ptrace_reap, reap_via_ptrace
 from undertaker.remedy._arch import for_machine
 from undertaker.remedy._checks import is_kernel_thread
 from undertaker.remedy._ptrace import Tracee
@@ -262,3 +262,59 @@ def _is_kthread(pid: int) -> bool:
         return is_kernel_thread(pid)
     except OSError:
         return False
+
+
+# A parent of 1,000 zombies that, once told, replaces its program (execve):
+# the new one spins in Python for a second, then waits for every child.
+_EXEC_PARENT = r"""
+import os, sys, time
+for i in range(1000):
+    if os.fork() == 0:
+        os._exit(3)
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+time.sleep(0.1)  # into the reap
+os.execv(sys.executable, [sys.executable, "-c", SPIN])
+"""
+_SPIN = r"""
+import os, time
+end = time.monotonic() + 1
+while time.monotonic() < end:
+    sum(range(100))
+statuses = set()
+while True:
+    try:
+        statuses.add(os.waitpid(-1, 0)[1])
+    except ChildProcessError:
+        break
+print(sorted(statuses), flush=True)
+"""
+
+
+def test_parent_that_execs_mid_reap_is_not_sent_to_a_stale_address() -> None:
+    """The site found in the old program is checked again in each stop: the new one lives.
+
+    After execve every address moves (ASLR): a system call instruction found
+    before it, injected after, would run whatever is there now, or fault.
+    """
+    code = _EXEC_PARENT.replace("SPIN", repr(_SPIN))
+    proc = start([sys.executable, "-c", code])
+    try:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        pid = int(proc.stdout.readline())
+        kids = _children(pid)
+        assert sleep_until(lambda: all(proc_state(z) == "Z" for z in kids))
+        plan = plan_ptrace_reap(pid, kids)
+        try:
+            proc.stdin.write("exec\n")
+            proc.stdin.flush()
+            # Stops of 0.3 ms with 1 ms between them: many land around the exec.
+            result = plan.execute(max_stop=0.0003)
+        finally:
+            plan.close()
+        assert len(result.stops) > 10
+        assert proc.stdout.readline() in ("[]\n", f"[{3 << 8}]\n")  # the rest, reaped by it
+        assert proc.wait(10) == 0
+    finally:
+        end(proc)

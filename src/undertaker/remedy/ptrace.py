@@ -452,16 +452,24 @@ def _follow(tid: int) -> None:
         pass
 
 
+def _search(plan: PtracePlan, mem: int) -> tuple[int, int | None]:
+    """Open the parent's memory anew (its map now) and find a system call instruction."""
+    if mem >= 0:
+        os.close(mem)  # an execve replaced the memory this named
+    mem = os.open(f"/proc/{plan.thread}/mem", os.O_RDONLY | os.O_CLOEXEC)
+    return mem, find_site(plan.thread, plan.arch, mem)
+
+
 def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -> dict[str, object]:
     """The helper's work: batches of injected wait4 calls, each within *max_stop*."""
     pending = list(zombies)
     fallback: int | None = None
     per_reap = 0.0
+    mem = -1
     try:  # before the first stop when we may (root): the search costs milliseconds
-        mem = os.open(f"/proc/{plan.thread}/mem", os.O_RDONLY | os.O_CLOEXEC)
-        fallback = find_site(plan.thread, plan.arch, mem)
+        mem, fallback = _search(plan, mem)
     except OSError:
-        mem = -1  # only the tracer may read it: after the attach
+        pass  # only the tracer may read it: after the attach
     try:
         while pending and not _caller_gone(out):
             tracee = Tracee(plan.thread, plan.arch)
@@ -475,10 +483,10 @@ def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -
                 refusal = plan.arch.refuse(tracee.saved)
                 if refusal:
                     raise ParentRefused(plan.parent.pid, f"the parent is {refusal}")
-                if mem < 0:
-                    mem = os.open(f"/proc/{plan.thread}/mem", os.O_RDONLY | os.O_CLOEXEC)
-                    fallback = find_site(plan.thread, plan.arch, mem)
-                site = site_for(tracee, mem, fallback)
+                site = site_for(tracee, mem, fallback) if mem >= 0 else None
+                if site is None:  # not searched yet (not root), or the parent exec'd since
+                    mem, fallback = _search(plan, mem)
+                    site = site_for(tracee, mem, fallback)
                 if site is None:
                     raise ParentRefused(plan.parent.pid, "no system call instruction found")
                 while pending:
