@@ -74,6 +74,20 @@ def test_nudge_makes_a_parent_with_a_handler_reap() -> None:
         assert p.result()["result"] == "x"
 
 
+def test_a_protected_parent_is_not_even_nudged() -> None:
+    """--protect means never act on it: no SIGCHLD either, so its handler reaps nothing."""
+    with parent("handler", 3) as p:
+        before = [z for z in p.zombies if proc_state(z) == "Z"]
+        done = cli("reap", "--parent", str(p.pid), "--max", "nudge", "--protect", str(p.pid))
+        assert done.returncode == 8, done.stderr
+        assert "nudge: refused: the parent is protected" in done.stdout
+        assert [proc_state(z) for z in before] == ["Z"] * len(before)
+        assert p.proc.stdin is not None
+        p.proc.stdin.write("x\n")
+        p.proc.stdin.flush()
+        assert p.result()["result"] == "x"
+
+
 def test_nudge_skips_a_parent_without_handler() -> None:
     """No SIGCHLD handler: no signal is sent, and the zombies remain (exit 9)."""
     with ZombieParent([ZombieSpec(code=1)]) as zp:

@@ -164,8 +164,8 @@ def _describe(zombie: Zombie) -> str:
 def _do_nudge(
     parent: Target, zombies: list[Zombie], args: argparse.Namespace, log: ActionLog
 ) -> list[Zombie]:
-    del args  # a nudge is harmless: it acts without --yes
-    if not has_sigchld_handler(parent.pid):
+    check_protected(parent, _protect_set(args.protect))  # harmless, but "never act" is never
+    if not has_sigchld_handler(parent.pid):  # it acts without --yes
         print("  nudge: skipped: the parent has no SIGCHLD handler")
         return zombies
     gone = nudge(parent, zombies, NUDGE_WAIT)
