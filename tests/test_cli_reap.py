@@ -46,6 +46,8 @@ def test_ptrace_yes_reaps_prints_statuses_and_logs(tmp_path: Path) -> None:
         assert "reaped 2 of 2" in done.stdout
         assert "exited 3" in done.stdout
         assert "exited 4" in done.stdout
+        # the statuses are printed before the reap that loses them
+        assert done.stdout.index("exited 4") < done.stdout.index("ptrace: reaped")
         assert "ECHILD" in done.stdout
         assert [proc_state(z) for z in p.zombies] == [None, None]
         report = p.result()

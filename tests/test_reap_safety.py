@@ -168,6 +168,17 @@ def test_parents_inside_a_container_are_reaped_for_with_their_own_pids() -> None
         end(proc)  # unshare --kill-child: its PID 1, and so the namespace, dies with it
 
 
+def test_many_zombies_in_one_stop() -> None:
+    """50 zombies and a generous max_stop: one attach reaps them all."""
+    with parent("sleep", 50) as p:
+        result = reap_via_ptrace(p.pid, p.zombies, max_stop=1.0)
+        assert result.reaped == p.zombies
+        assert len(result.stops) == 1
+        report = p.result()
+    assert report["waits"] == {str(z): "ECHILD" for z in p.zombies}
+    assert report["other"] == 5 << 8
+
+
 def _registers(pid: int) -> list[int]:
     """Every register word of *pid* (stopped: they cannot change), read by our own attach."""
     tracee = Tracee(pid, for_machine(os.uname().machine))
