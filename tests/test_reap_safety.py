@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from helpers import cli, needs_namespace
-from test_reap_ptrace import PARENT, end, parent, start
+from test_reap_ptrace import PARENT, end, parent, reap_all, start
 from undertaker.remedy import ParentRefused, plan_ptrace_reap, reap_via_ptrace
 from undertaker.remedy._arch import for_machine
 from undertaker.remedy._checks import is_kernel_thread
@@ -179,6 +179,21 @@ def test_many_zombies_in_one_stop() -> None:
     assert report["other"] == 5 << 8
 
 
+def test_parent_blocked_in_wait_for_another_child_gets_that_childs_status() -> None:
+    """A parent in waitpid(live child) (a shell in a foreground job): its own wait4 restarts.
+
+    The injected wait4 runs inside the parent's interrupted wait4; restored,
+    that one resumes and returns the live child's status when it exits.
+    """
+    with parent("waitlive") as p:
+        reap_all(p)
+        report = p.result()
+    assert report["result"] == 6 << 8
+    assert 0.99 <= report["duration"] < 2.0
+    assert report["waits"] == {str(z): "ECHILD" for z in p.zombies}
+    assert report["other"] == 5 << 8
+
+
 def _registers(pid: int) -> list[int]:
     """Every register word of *pid* (stopped: they cannot change), read by our own attach."""
     tracee = Tracee(pid, for_machine(os.uname().machine))
@@ -326,6 +341,47 @@ def test_parent_that_execs_mid_reap_is_not_sent_to_a_stale_address() -> None:
             plan.close()
         assert len(result.stops) > 10
         assert proc.stdout.readline() in ("[]\n", f"[{3 << 8}]\n")  # the rest, reaped by it
+        assert proc.wait(10) == 0
+    finally:
+        end(proc)
+
+
+# A parent whose main thread has exited (a zombie leader) while another thread
+# lives on; that thread later waits for the zombie child and reports.
+_LEADER_PARENT = r"""
+import ctypes, os, sys, threading
+z = os.fork()
+if z == 0:
+    os._exit(8)
+def live():
+    sys.stdin.readline()
+    try:
+        os.waitpid(z, 0)
+        print("waited", flush=True)
+    except ChildProcessError:
+        print("ECHILD", flush=True)
+    os._exit(0)
+threading.Thread(target=live).start()
+print(os.getpid(), z, flush=True)
+ctypes.CDLL(None).pthread_exit(None)
+"""
+
+
+def test_parent_whose_main_thread_exited_is_traced_through_a_live_thread() -> None:
+    """A zombie-leader parent cannot stop; its live thread is attached and reaps for the group."""
+    proc = start([sys.executable, "-c", _LEADER_PARENT])
+    try:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        pid, zombie = map(int, proc.stdout.readline().split())
+        assert sleep_until(lambda: proc_state(pid) == "Z" and proc_state(zombie) == "Z")
+        result = reap_via_ptrace(pid, [zombie])
+        assert result.reaped == [zombie]
+        assert str(result.outcomes[0].status) == "exited 8"
+        assert proc_state(zombie) is None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "ECHILD\n"
         assert proc.wait(10) == 0
     finally:
         end(proc)
