@@ -185,11 +185,13 @@ def test_kill_parent_never_ends_our_own_ancestor() -> None:
         assert os.waitpid(pid, 0)[1] == 6 << 8
 
 
-def test_kill_parent_says_who_adopted() -> None:
-    """SIGTERM ends the parent; its zombies go to the nearest subreaper (this test run)."""
+def test_kill_parent_says_who_adopted(tmp_path: Path) -> None:
+    """SIGTERM ends the parent; its zombies go to the nearest subreaper (this test run); logged."""
+    log = tmp_path / "reap.log"
     with ZombieParent([ZombieSpec(code=2), ZombieSpec(code=3)]) as zp:
         done = cli(
-            "reap", "--parent", str(zp.pid), "--method", "kill-parent", "--yes", "--grace", "2"
+            *("reap", "--parent", str(zp.pid), "--method", "kill-parent", "--yes"),
+            *("--grace", "2", "--log", str(log)),
         )
         assert "sent SIGTERM to" in done.stdout
         assert done.stdout.count(f"adopted by {os.getpid()}") == 2
@@ -197,6 +199,14 @@ def test_kill_parent_says_who_adopted() -> None:
         assert proc_state(zp.zombies[0]) == "Z"
         for z in zp.zombies:
             os.waitpid(z, 0)
+    (entry,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entry["action"] == "kill-parent"
+    assert entry["dry_run"] is False
+    assert entry["signals"] == ["SIGTERM"]
+    assert entry["adopters"] == {str(z): os.getpid() for z in zp.zombies}
+    assert entry["reaped"] == []
+    assert entry["live_children"] == 0
+    assert [z["status_text"] for z in entry["zombies"]] == ["exited 2", "exited 3"]
 
 
 def _as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
