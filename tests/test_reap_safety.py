@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from helpers import cli, needs_namespace
-from test_reap_ptrace import PARENT, end, parent, reap_all, start
+from test_reap_ptrace import PARENT, _syscall, end, parent, reap_all, start
 from undertaker.remedy import ParentRefused, plan_ptrace_reap, reap_via_ptrace
 from undertaker.remedy._arch import for_machine
 from undertaker.remedy._checks import is_kernel_thread
@@ -385,3 +385,44 @@ def test_parent_whose_main_thread_exited_is_traced_through_a_live_thread() -> No
         assert proc.wait(10) == 0
     finally:
         end(proc)
+
+
+# A parent that enters seccomp's strict mode (read, write, _exit, sigreturn
+# only: any other call, wait4 included, kills it) and blocks in read(0).
+_STRICT_PARENT = r"""
+import ctypes, os
+z = os.fork()
+if z == 0:
+    os._exit(3)
+libc = ctypes.CDLL(None)
+buf = ctypes.create_string_buffer(1)
+read, prctl, syscall = libc.read, libc.prctl, libc.syscall
+print(os.getpid(), z, flush=True)
+prctl(22, 1, 0, 0, 0)  # PR_SET_SECCOMP, SECCOMP_MODE_STRICT
+read(0, buf, 1)
+syscall(60, 0)  # exit: allowed in strict mode, where exit_group is not
+"""
+
+
+def test_a_parent_in_strict_seccomp_is_refused_not_killed() -> None:
+    """wait4 would get a strict-mode parent SIGKILLed: refused, the parent lives on."""
+    proc = start([sys.executable, "-c", _STRICT_PARENT])
+    try:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        pid, zombie = map(int, proc.stdout.readline().split())
+        assert sleep_until(lambda: _seccomp(pid) == 1 and _syscall(pid) == "0")
+        with pytest.raises(ParentRefused, match="seccomp"):
+            reap_via_ptrace(pid, [zombie])
+        assert proc_state(pid) == "S"
+        assert proc_state(zombie) == "Z"
+        proc.stdin.write("x")
+        proc.stdin.close()
+        assert proc.wait(10) == 0  # read returned, _exit(0): never killed
+    finally:
+        end(proc)
+
+
+def _seccomp(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(x for x in status if x.startswith("Seccomp:")).split()[1])

@@ -110,9 +110,10 @@ def check_parent(parent: Target, d_timeout: float = 1.0) -> str:
         raise ParentRefused(
             parent.pid, f"the parent is already traced by PID {status.tracer_pid} (a debugger?)"
         )
-    if status.seccomp == 2:
+    if status.seccomp:  # strict mode kills on wait4; a filter may (it is not read)
+        mode = "strict mode" if status.seccomp == 1 else "a filter"
         raise ParentRefused(
-            parent.pid, "the parent runs under a seccomp filter that could kill it for wait4"
+            parent.pid, f"the parent runs under seccomp ({mode}), which could kill it for wait4"
         )
     deadline = time.monotonic() + d_timeout
     while read_stat(parent.pid).state == "D":
