@@ -155,6 +155,25 @@ def test_an_unwritable_log_stops_with_one_line() -> None:
         assert p.result()["other"] == 5 << 8
 
 
+def test_output_to_a_full_disk_stops_before_acting() -> None:
+    """> /dev/full: the first line cannot be written, so nothing is done; one line, exit 2."""
+    with ZombieParent([ZombieSpec(code=1)]) as zp, open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [*UNDERTAKER, "reap", str(zp.zombies[0]), "--method", "ptrace", "--yes"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2
+        assert done.stderr == (
+            "undertaker: error: cannot write to standard output: No space left on device\n"
+        )
+        assert proc_state(zp.zombies[0]) == "Z"
+        assert _tracer_of(zp.pid) == 0
+
+
 def test_protect_names_what_matched_and_yes_on_a_live_process_is_refused() -> None:
     """--protect by PID or by command says which; a live PID with --yes is exit 5, untouched."""
     with ZombieParent([ZombieSpec(code=1)], sleepers_count=1) as zp:
