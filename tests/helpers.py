@@ -57,6 +57,19 @@ def cli(
     )
 
 
+def cli_to_full_disk(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m undertaker ARGS`` with its standard output on /dev/full."""
+    with open("/dev/full", "w") as full:
+        return subprocess.run(
+            [*UNDERTAKER, *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+
 def cli_json(*args: str) -> tuple[int, Any]:
     """Run the CLI with ``--json`` and parse its output."""
     done = cli(*args, "--json")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from helpers import cli, needs_namespace, run_in_namespace
+from helpers import cli, cli_to_full_disk, needs_namespace, run_in_namespace
 from undertaker import __version__
 from undertaker.cli import SUBCOMMANDS
 from undertaker.proc import scan
@@ -98,15 +98,7 @@ def test_pid_list_with_a_missing_pid_reports_the_rest() -> None:
 @pytest.mark.parametrize("command", [["ps"], ["ps", "--json"], ["tree"], ["status", "0x8b"]])
 def test_unwritable_stdout_is_one_line_exit_2(command: list[str]) -> None:
     """> /dev/full: one line naming the failure and exit 2, not a traceback and exit 1."""
-    with open("/dev/full", "w") as full:
-        done = subprocess.run(
-            [sys.executable, "-m", "undertaker", *command],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    done = cli_to_full_disk(*command)
     assert done.returncode == 2
     assert done.stderr == (
         "undertaker: error: cannot write to standard output: No space left on device\n"

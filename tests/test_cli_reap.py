@@ -12,7 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import AS_NOBODY, UNDERTAKER, cli, needs_namespace, run_in_namespace
+from helpers import (
+    AS_NOBODY,
+    UNDERTAKER,
+    cli,
+    cli_to_full_disk,
+    needs_namespace,
+    run_in_namespace,
+)
 from test_reap_ptrace import _tracer_of, parent
 from undertaker.testing import ZombieLeader, ZombieParent, ZombieSpec, proc_state, sleep_until
 
@@ -157,15 +164,8 @@ def test_an_unwritable_log_stops_with_one_line() -> None:
 
 def test_output_to_a_full_disk_stops_before_acting() -> None:
     """> /dev/full: the first line cannot be written, so nothing is done; one line, exit 2."""
-    with ZombieParent([ZombieSpec(code=1)]) as zp, open("/dev/full", "w") as full:
-        done = subprocess.run(
-            [*UNDERTAKER, "reap", str(zp.zombies[0]), "--method", "ptrace", "--yes"],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+    with ZombieParent([ZombieSpec(code=1)]) as zp:
+        done = cli_to_full_disk("reap", str(zp.zombies[0]), "--method", "ptrace", "--yes")
         assert done.returncode == 2
         assert done.stderr == (
             "undertaker: error: cannot write to standard output: No space left on device\n"
