@@ -105,6 +105,7 @@ def main() -> int:
     if shutil.which("gdb") is None:
         sys.exit("bench/reap.py: needs gdb for the side-by-side rows")
     ours, theirs, stops = [], [], []
+    load_before = os.getloadavg()[0]
     for _ in range(args.rounds):  # interleaved, so both see the same machine load
         figures, round_stops = _ptrace_round(args.zombies)
         ours.append(figures)
@@ -119,6 +120,7 @@ def main() -> int:
     report = {
         "zombies": args.zombies,
         "rounds": args.rounds,
+        "load_average": [load_before, os.getloadavg()[0]],
         "ptrace": med,
         "gdb": gmed,
         "ptrace_worst_stop": worst,
@@ -128,7 +130,10 @@ def main() -> int:
         print(json.dumps(report, indent=2))
         return 0
     n = args.zombies
-    print(f"{n} zombies of one parent, median of {args.rounds} rounds (stops: all rounds)\n")
+    print(
+        f"{n} zombies of one parent, median of {args.rounds} rounds (stops: all rounds); "
+        f"load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after\n"
+    )
     print("| method | cleared/s | longest stop of the parent | stops |")
     print("|---|---|---|---|")
     print(

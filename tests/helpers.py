@@ -57,6 +57,11 @@ def cli(
     )
 
 
+def cli_to_full_disk(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m undertaker ARGS`` with its standard output on /dev/full."""
+    return run_with_bad_stdout([*UNDERTAKER, *args], "full")
+
+
 def cli_json(*args: str) -> tuple[int, Any]:
     """Run the CLI with ``--json`` and parse its output."""
     done = cli(*args, "--json")

@@ -79,6 +79,12 @@ def block(mode, listener):  # noqa: PLR0911  (one return per mode)
         with select.epoll() as poller:
             poller.register(0, select.EPOLLIN)
             return poller.poll(PERIOD)
+    if mode == "waitlive":  # blocked in wait4 for one live child while the zombies wait
+        late = os.fork()
+        if late == 0:
+            time.sleep(PERIOD)
+            os._exit(6)
+        return os.waitpid(late, 0)[1]
     if mode == "busy":
         out = []
         spin(time.monotonic() + PERIOD, out)

@@ -12,7 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import AS_NOBODY, cli, needs_namespace, run_in_namespace
+from helpers import (
+    AS_NOBODY,
+    UNDERTAKER,
+    cli,
+    cli_to_full_disk,
+    needs_namespace,
+    run_in_namespace,
+)
 from test_reap_ptrace import _tracer_of, parent
 from undertaker.testing import ZombieLeader, ZombieParent, ZombieSpec, proc_state, sleep_until
 
@@ -46,6 +53,8 @@ def test_ptrace_yes_reaps_prints_statuses_and_logs(tmp_path: Path) -> None:
         assert "reaped 2 of 2" in done.stdout
         assert "exited 3" in done.stdout
         assert "exited 4" in done.stdout
+        # the statuses are printed before the reap that loses them
+        assert done.stdout.index("exited 4") < done.stdout.index("ptrace: reaped")
         assert "ECHILD" in done.stdout
         assert [proc_state(z) for z in p.zombies] == [None, None]
         report = p.result()
@@ -70,6 +79,20 @@ def test_nudge_makes_a_parent_with_a_handler_reap() -> None:
         assert sum(proc_state(z) == "Z" for z in before) == 1
         assert p.proc.stdin is not None
         p.proc.stdin.write("x\n")  # let it end: it waits for what is left
+        p.proc.stdin.flush()
+        assert p.result()["result"] == "x"
+
+
+def test_a_protected_parent_is_not_even_nudged() -> None:
+    """--protect means never act on it: no SIGCHLD either, so its handler reaps nothing."""
+    with parent("handler", 3) as p:
+        before = [z for z in p.zombies if proc_state(z) == "Z"]
+        done = cli("reap", "--parent", str(p.pid), "--max", "nudge", "--protect", str(p.pid))
+        assert done.returncode == 8, done.stderr
+        assert "nudge: refused: the parent is protected" in done.stdout
+        assert [proc_state(z) for z in before] == ["Z"] * len(before)
+        assert p.proc.stdin is not None
+        p.proc.stdin.write("x\n")
         p.proc.stdin.flush()
         assert p.result()["result"] == "x"
 
@@ -103,11 +126,68 @@ def test_refusals_have_distinct_exit_statuses() -> None:
 
 
 def test_bad_usage_is_exit_2() -> None:
-    """No target, two kinds of target, or a bad --grace: exit 2, one line."""
-    for args in (["reap"], ["reap", "1", "--all"], ["reap", "--all", "--grace", "nan"]):
+    """No target, two kinds, bad numbers, a method beyond --max, an unopenable log: exit 2."""
+    with open("/proc/sys/kernel/pid_max") as pid_max:
+        unused = pid_max.read().strip()  # not a zombie: would be exit 5 if looked at
+    for args in (
+        ["reap"],
+        ["reap", "1", "--all"],
+        ["reap", "abc"],
+        ["reap", "-5"],
+        ["reap", unused, "--method", "foo"],
+        ["reap", unused, "--grace", "nan"],
+        ["reap", unused, "--grace", "-1"],
+        ["reap", unused, "--method", "ptrace", "--max", "nudge"],
+        ["reap", unused, "--method", "kill-parent", "--max", "ptrace"],
+        ["reap", unused, "--log", "/nonexistent/dir/x"],  # checked before anything else
+    ):
         done = cli(*args)
-        assert done.returncode == 2, args
-        assert "Traceback" not in done.stderr
+        assert done.returncode == 2, (args, done.stderr)
+        assert len(done.stderr.splitlines()) == 1, done.stderr
+
+
+def test_an_unwritable_log_stops_with_one_line() -> None:
+    """--log /dev/full: the reap done is printed, then one error line, exit 2, no traceback."""
+    with parent("sleep", 2) as p:
+        done = cli(
+            "reap", "--parent", str(p.pid), "--method", "ptrace", "--yes", "--log", "/dev/full"
+        )
+        assert done.returncode == 2, done.stderr
+        assert "reaped 2 of 2" in done.stdout
+        assert done.stderr == (
+            "undertaker reap: error: cannot log the ptrace above to /dev/full: "
+            "No space left on device; stopped there\n"
+        )
+        assert [proc_state(z) for z in p.zombies] == [None, None]
+        assert p.result()["other"] == 5 << 8
+
+
+def test_output_to_a_full_disk_stops_before_acting() -> None:
+    """> /dev/full: the first line cannot be written, so nothing is done; one line, exit 2."""
+    with ZombieParent([ZombieSpec(code=1)]) as zp:
+        done = cli_to_full_disk("reap", str(zp.zombies[0]), "--method", "ptrace", "--yes")
+        assert done.returncode == 2
+        assert done.stderr == (
+            "undertaker: error: cannot write to standard output: No space left on device\n"
+        )
+        assert proc_state(zp.zombies[0]) == "Z"
+        assert _tracer_of(zp.pid) == 0
+
+
+def test_protect_names_what_matched_and_yes_on_a_live_process_is_refused() -> None:
+    """--protect by PID or by command says which; a live PID with --yes is exit 5, untouched."""
+    with ZombieParent([ZombieSpec(code=1)], sleepers_count=1) as zp:
+        zombie = str(zp.zombies[0])
+        for item in (str(zp.pid), proc_comm(zp.pid)):
+            done = cli("reap", zombie, "--method", "kill-parent", "--yes", "--protect", item)
+            assert done.returncode == 8, done.stderr
+            assert f"protected (--protect {item})" in done.stderr
+        done = cli("reap", str(zp.sleepers[0]), "--method", "kill-parent", "--yes")
+        assert done.returncode == 5
+        assert "not a zombie" in done.stderr
+        assert proc_state(zp.sleepers[0]) == "S"
+        assert proc_state(zp.pid) == "S"
+        assert proc_state(zp.zombies[0]) == "Z"
 
 
 def test_kill_parent_never_ends_our_own_ancestor() -> None:
@@ -124,11 +204,13 @@ def test_kill_parent_never_ends_our_own_ancestor() -> None:
         assert os.waitpid(pid, 0)[1] == 6 << 8
 
 
-def test_kill_parent_says_who_adopted() -> None:
-    """SIGTERM ends the parent; its zombies go to the nearest subreaper (this test run)."""
+def test_kill_parent_says_who_adopted(tmp_path: Path) -> None:
+    """SIGTERM ends the parent; its zombies go to the nearest subreaper (this test run); logged."""
+    log = tmp_path / "reap.log"
     with ZombieParent([ZombieSpec(code=2), ZombieSpec(code=3)]) as zp:
         done = cli(
-            "reap", "--parent", str(zp.pid), "--method", "kill-parent", "--yes", "--grace", "2"
+            *("reap", "--parent", str(zp.pid), "--method", "kill-parent", "--yes"),
+            *("--grace", "2", "--log", str(log)),
         )
         assert "sent SIGTERM to" in done.stdout
         assert done.stdout.count(f"adopted by {os.getpid()}") == 2
@@ -136,34 +218,42 @@ def test_kill_parent_says_who_adopted() -> None:
         assert proc_state(zp.zombies[0]) == "Z"
         for z in zp.zombies:
             os.waitpid(z, 0)
+    (entry,) = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entry["action"] == "kill-parent"
+    assert entry["dry_run"] is False
+    assert entry["signals"] == ["SIGTERM"]
+    assert entry["adopters"] == {str(z): os.getpid() for z in zp.zombies}
+    assert entry["reaped"] == []
+    assert entry["live_children"] == 0
+    assert [z["status_text"] for z in entry["zombies"]] == ["exited 2", "exited 3"]
+
+
+def _as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AS_NOBODY, *UNDERTAKER, *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_unprivileged_ptrace_is_refused_with_the_reason() -> None:
     """As uid 65534, ptrace of a root parent: exit 4, naming ptrace_scope and CAP_SYS_PTRACE."""
     with ZombieParent([ZombieSpec(code=1)]) as zp:
         for extra in ([], ["--yes"]):
-            done = subprocess.run(
-                [
-                    *AS_NOBODY,
-                    sys.executable,
-                    "-m",
-                    "undertaker",
-                    "reap",
-                    str(zp.zombies[0]),
-                    "--method",
-                    "ptrace",
-                    *extra,
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            done = _as_nobody("reap", str(zp.zombies[0]), "--method", "ptrace", *extra)
             assert done.returncode == 4, done.stderr
             assert "CAP_SYS_PTRACE" in done.stderr
             assert "ptrace_scope" in done.stderr or "Yama is not enabled" in done.stderr
             assert "Traceback" not in done.stderr
+        # kill-parent: refused already in the dry run, rather than "would send SIGTERM"
+        done = _as_nobody("reap", str(zp.zombies[0]), "--method", "kill-parent")
+        assert done.returncode == 4, done.stderr
+        assert "may not send SIGTERM: needs CAP_KILL" in done.stderr
         assert proc_state(zp.zombies[0]) == "Z"
+        assert proc_state(zp.pid) == "S"
+
+
+def proc_comm(pid: int) -> str:
+    with open(f"/proc/{pid}/comm") as comm:
+        return comm.read().strip()
 
 
 # Shared by the namespace scripts: a parent P of two zombies (exit 3 and 4)

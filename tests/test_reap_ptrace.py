@@ -45,6 +45,7 @@ BLOCKED_IN = {
     "epoll": {"232", "281"},  # epoll_wait, epoll_pwait
     "threads": {"230", "running"},  # the main thread spins or sleeps
     "busy": {"running"},
+    "waitlive": {"61", "247"},  # wait4, waitid
 }
 
 
@@ -60,12 +61,7 @@ class Parent:
     """A started reap_parents.py, its READY report, and a way to read its RESULT."""
 
     def __init__(self, mode: str, zombies: int) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, PARENT, mode, str(zombies)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        self.proc = start([sys.executable, PARENT, mode, str(zombies)])
         assert self.proc.stdout is not None
         self.ready: dict[str, Any] = json.loads(self.proc.stdout.readline())
         self.pid: int = self.ready["pid"]
@@ -80,12 +76,22 @@ class Parent:
         return dict(json.loads(line))
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()  # our own child, not yet reaped: the PID is safe
-        self.proc.wait(10)
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                pipe.close()
+        end(self.proc)
+
+
+def start(argv: list[str]) -> subprocess.Popen[str]:
+    """Start *argv* with its stdin and stdout as text pipes to us."""
+    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def end(proc: subprocess.Popen[str]) -> None:
+    """Kill *proc* if it still runs (our child, not reaped: the PID is safe); close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(10)
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
 
 
 @contextmanager
@@ -97,7 +103,7 @@ def parent(mode: str, zombies: int = 3) -> Iterator[Parent]:
         started.close()
 
 
-def _reap_all(p: Parent) -> None:
+def reap_all(p: Parent) -> None:
     """Reap every zombie of *p*; check each is gone and its exit status was kept."""
     result = reap_via_ptrace(p.pid, p.zombies)
     assert result.reaped == p.zombies
@@ -119,7 +125,7 @@ def _unharmed(report: dict[str, Any], zombies: list[int]) -> None:
 def test_sleeping_parent_keeps_its_full_sleep(mode: str) -> None:
     """time.sleep(1) interrupted by the reap still sleeps one second, and returns None."""
     with parent(mode) as p:
-        _reap_all(p)
+        reap_all(p)
         report = p.result()
     assert report["result"] is None
     assert 0.99 <= report["duration"] < 2.0
@@ -134,7 +140,7 @@ def test_relative_nanosleep_resumes_with_what_remained() -> None:
     """
     with parent("nanosleep") as p:
         time.sleep(0.5)  # let half of it pass: a restart from scratch would show
-        _reap_all(p)
+        reap_all(p)
         report = p.result()
     assert report["result"] == [0, 0]
     assert 0.99 <= report["duration"] < 1.45
@@ -144,7 +150,7 @@ def test_relative_nanosleep_resumes_with_what_remained() -> None:
 def test_parent_in_accept_accepts_the_later_connection() -> None:
     """A parent blocked in accept() gets the connection made after the reap."""
     with parent("accept") as p:
-        _reap_all(p)
+        reap_all(p)
         with socket.create_connection(("127.0.0.1", p.ready["port"]), timeout=5) as conn:
             conn.sendall(b"hello")
         report = p.result()
@@ -155,7 +161,7 @@ def test_parent_in_accept_accepts_the_later_connection() -> None:
 def test_parent_reading_a_pipe_reads_the_later_data() -> None:
     """A parent blocked in read() on a pipe reads what is written after the reap."""
     with parent("pipe") as p:
-        _reap_all(p)
+        reap_all(p)
         assert p.proc.stdin is not None
         p.proc.stdin.write("data\n")
         p.proc.stdin.flush()
@@ -168,7 +174,7 @@ def test_parent_reading_a_pipe_reads_the_later_data() -> None:
 def test_parent_in_select_or_epoll_times_out_as_before(mode: str) -> None:
     """select/epoll with a 1 s timeout still time out empty after about 1 s."""
     with parent(mode) as p:
-        _reap_all(p)
+        reap_all(p)
         report = p.result()
     assert report["result"] == ([0, 0, 0] if mode == "select" else [])
     assert 0.99 <= report["duration"] < 2.0
@@ -179,7 +185,7 @@ def test_parent_in_select_or_epoll_times_out_as_before(mode: str) -> None:
 def test_busy_and_multithreaded_parents_compute_correctly(mode: str) -> None:
     """A parent spinning in Python (alone, or with two more threads) computes right."""
     with parent(mode) as p:
-        _reap_all(p)
+        reap_all(p)
         report = p.result()
     assert report["result"] == [True] * (1 if mode == "busy" else 3)
     assert 0.99 <= report["duration"] < 2.0
@@ -272,12 +278,7 @@ def test_a_traced_parent_is_refused() -> None:
     )
     with ZombieParent([ZombieSpec(code=2)]) as zp:
         plan = plan_ptrace_reap(zp.pid, zp.zombies)  # checked before the debugger came
-        tracer = subprocess.Popen(
-            [sys.executable, "-c", tracer_code, str(zp.pid)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        tracer = start([sys.executable, "-c", tracer_code, str(zp.pid)])
         try:
             assert tracer.stdout is not None
             assert tracer.stdout.readline() == "ok\n"
@@ -395,57 +396,6 @@ def test_a_parent_that_cannot_stop_is_refused_and_left_running() -> None:
 def _tracer_of(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         return int(next(x for x in status if x.startswith("TracerPid:")).split()[1])
-
-
-# A parent whose main thread has exited (a zombie leader) while another thread
-# lives on; that thread later waits for the zombie child and reports.
-_LEADER_PARENT = r"""
-import ctypes, os, sys, threading
-z = os.fork()
-if z == 0:
-    os._exit(8)
-def live():
-    sys.stdin.readline()
-    try:
-        os.waitpid(z, 0)
-        print("waited", flush=True)
-    except ChildProcessError:
-        print("ECHILD", flush=True)
-    os._exit(0)
-threading.Thread(target=live).start()
-print(os.getpid(), z, flush=True)
-ctypes.CDLL(None).pthread_exit(None)
-"""
-
-
-def test_parent_whose_main_thread_exited_is_traced_through_a_live_thread() -> None:
-    """A zombie-leader parent cannot stop; its live thread is attached and reaps for the group."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _LEADER_PARENT],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdin is not None
-        pid, zombie = map(int, proc.stdout.readline().split())
-        assert sleep_until(lambda: proc_state(pid) == "Z" and proc_state(zombie) == "Z")
-        result = reap_via_ptrace(pid, [zombie])
-        assert result.reaped == [zombie]
-        assert str(result.outcomes[0].status) == "exited 8"
-        assert proc_state(zombie) is None
-        proc.stdin.write("go\n")
-        proc.stdin.flush()
-        assert proc.stdout.readline() == "ECHILD\n"
-        assert proc.wait(10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()  # our own child, not reaped: the PID is safe
-        proc.wait(10)
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                pipe.close()
 
 
 # PID 1 of a private namespace. After the checks, parent P exits and a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -25,11 +26,16 @@ def describe_zombie(zombie: Zombie) -> dict[str, Any]:
     return described
 
 
+class LogUnwritable(Exception):
+    """A line could not be written to the log (a full disk): the action it records was done."""
+
+
 class ActionLog:
     """Append-only JSON lines; a no-op without a file."""
 
     def __init__(self, path: str | None) -> None:
         """Open *path* for appending (line-buffered), or log nothing when None."""
+        self.path = path
         self._file = open(path, "a", buffering=1, encoding="utf-8") if path else None  # noqa: SIM115
 
     def write(self, action: str, parent: Target, zombies: list[Zombie], **fields: Any) -> None:
@@ -44,9 +50,16 @@ class ActionLog:
             "zombies": [describe_zombie(z) for z in zombies],
             **fields,
         }
-        self._file.write(json.dumps(entry) + "\n")
+        try:
+            self._file.write(json.dumps(entry) + "\n")
+        except OSError as err:
+            raise LogUnwritable(
+                f"cannot log the {action} above to {self.path}: {err.strerror}"
+            ) from None
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file; a failure was already reported by :meth:`write`."""
         if self._file is not None:
-            self._file.close()
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):
+                file.close()

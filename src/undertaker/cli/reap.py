@@ -11,6 +11,7 @@ start time, held by pidfds from the check to the action.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -24,7 +25,7 @@ from undertaker.cli._exit import (
     EXIT_REMAINING,
     EXIT_ZOMBIE_LEADER,
 )
-from undertaker.cli._reap_log import ActionLog
+from undertaker.cli._reap_log import ActionLog, LogUnwritable
 from undertaker.remedy import (
     LiveZombieLeader,
     NotAZombie,
@@ -35,7 +36,14 @@ from undertaker.remedy import (
     plan_for,
 )
 from undertaker.remedy._target import Target, Zombie, open_parent
-from undertaker.remedy.signals import check_killable, has_sigchld_handler, kill_parent, nudge
+from undertaker.remedy.signals import (
+    check_killable,
+    check_may_signal,
+    check_protected,
+    has_sigchld_handler,
+    kill_parent,
+    nudge,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -96,7 +104,6 @@ def add_parser(subs: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     sub.add_argument(
         "--max",
         choices=METHODS,
-        default="ptrace",
         dest="max_method",
         help="the most disruptive method auto may use (default ptrace)",
     )
@@ -157,8 +164,8 @@ def _describe(zombie: Zombie) -> str:
 def _do_nudge(
     parent: Target, zombies: list[Zombie], args: argparse.Namespace, log: ActionLog
 ) -> list[Zombie]:
-    del args  # a nudge is harmless: it acts without --yes
-    if not has_sigchld_handler(parent.pid):
+    check_protected(parent, _protect_set(args.protect))  # harmless, but "never act" is never
+    if not has_sigchld_handler(parent.pid):  # it acts without --yes
         print("  nudge: skipped: the parent has no SIGCHLD handler")
         return zombies
     gone = nudge(parent, zombies, NUDGE_WAIT)
@@ -170,7 +177,7 @@ def _do_nudge(
 def _do_ptrace(
     parent: Target, zombies: list[Zombie], args: argparse.Namespace, log: ActionLog
 ) -> list[Zombie]:
-    _check_protected(parent, args.protect)
+    check_protected(parent, _protect_set(args.protect))
     plan = plan_for(parent, zombies)
     if not args.yes:
         print(
@@ -189,6 +196,8 @@ def _do_ptrace(
     for outcome in result.outcomes:
         if not outcome.reaped:
             print(f"  {outcome.pid:>7}  not reaped: {outcome.detail}")
+    if reaped:
+        print(f"  {CAVEAT}")
     log.write(
         "ptrace",
         parent,
@@ -198,8 +207,6 @@ def _do_ptrace(
         stops_ms=[round(s * 1000, 3) for s in result.stops],
         failures={o.pid: o.detail for o in result.outcomes if not o.reaped},
     )
-    if reaped:
-        print(f"  {CAVEAT}")
     return [z for z in zombies if z.pid not in reaped]
 
 
@@ -214,6 +221,7 @@ def _do_kill(
 ) -> list[Zombie]:
     protect = _protect_set(args.protect)
     check_killable(parent, protect)
+    check_may_signal(parent, signal.SIGTERM)  # a dry run says so too
     orphans = _live_children(parent)
     if not args.yes:
         print(
@@ -251,12 +259,6 @@ def _protect_set(items: list[str]) -> set[int | str]:
     return {int(i) if i.isascii() and i.isdigit() else i for i in items}
 
 
-def _check_protected(parent: Target, items: list[str]) -> None:
-    protect = _protect_set(items)
-    if parent.pid in protect or parent.comm in protect:
-        raise ParentRefused(parent.pid, f"the parent is protected (--protect {parent.comm})")
-
-
 HANDLERS: dict[
     str, Callable[[Target, list[Zombie], argparse.Namespace, ActionLog], list[Zombie]]
 ] = {
@@ -284,7 +286,7 @@ def _treat(ppid: int, zombies: list[Zombie], args: argparse.Namespace, log: Acti
         for zombie in zombies:
             print(_describe(zombie))
         if args.method == "auto":
-            methods = METHODS[: METHODS.index(args.max_method) + 1]
+            methods = METHODS[: METHODS.index(args.max_method or "ptrace") + 1]
         else:
             methods = (args.method,)
         remaining, refusal = zombies, None
@@ -308,16 +310,41 @@ def _treat(ppid: int, zombies: list[Zombie], args: argparse.Namespace, log: Acti
             zombie.close()
 
 
-def run(args: argparse.Namespace) -> int:
-    """Select the zombies, apply the methods per parent, return the worst status."""
+def _usage_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the arguments argparse alone cannot see, or None."""
     chosen = bool(args.zombies) + (args.parent is not None) + bool(args.all)
     if chosen != 1:
+        return "name zombies (ZPID ...), or --parent PPID, or --all (exactly one)"
+    beyond = args.method in METHODS and args.max_method is not None
+    if beyond and METHODS.index(args.method) > METHODS.index(args.max_method):
+        return f"--method {args.method} goes beyond --max {args.max_method}"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Select the zombies, apply the methods per parent, return the worst status."""
+    wrong = _usage_error(args)
+    if wrong:
+        print(f"undertaker reap: error: {wrong}", file=sys.stderr)
+        return EXIT_ERROR
+    try:  # before anything is done: an action must not go unlogged
+        log = ActionLog(args.log)
+    except OSError as err:
         print(
-            "undertaker reap: error: name zombies (ZPID ...), or --parent PPID, or --all "
-            "(exactly one)",
+            f"undertaker reap: error: cannot open the log {args.log}: {err.strerror}",
             file=sys.stderr,
         )
         return EXIT_ERROR
+    try:
+        return _run(args, log)
+    except LogUnwritable as err:
+        print(f"undertaker reap: error: {err}; stopped there", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        log.close()
+
+
+def _run(args: argparse.Namespace, log: ActionLog) -> int:
     codes: list[int] = []
     try:
         groups = _select(args, codes)
@@ -327,21 +354,10 @@ def run(args: argparse.Namespace) -> int:
     if not groups and not codes:
         print("no zombies to reap")
         return EXIT_OK
-    try:
-        log = ActionLog(args.log)
-    except OSError as err:
-        print(
-            f"undertaker reap: error: cannot open the log {args.log}: {err.strerror}",
-            file=sys.stderr,
-        )
-        return EXIT_ERROR
-    try:
-        for ppid, zombies in groups.items():
-            try:
-                codes.append(_treat(ppid, zombies, args, log))
-            except NoSuchProcess as err:
-                print(f"undertaker reap: {err}", file=sys.stderr)
-                codes.append(EXIT_PARENT_GONE)
-    finally:
-        log.close()
+    for ppid, zombies in groups.items():
+        try:
+            codes.append(_treat(ppid, zombies, args, log))
+        except NoSuchProcess as err:
+            print(f"undertaker reap: {err}", file=sys.stderr)
+            codes.append(EXIT_PARENT_GONE)
     return next((code for code in codes if code != EXIT_OK), EXIT_OK)

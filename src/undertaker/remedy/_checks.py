@@ -16,6 +16,15 @@ PF_KTHREAD = 0x00200000  # stat field 9, flags: a kernel thread
 _FLAGS = 6  # index of field 9 in the tail after ") "
 
 
+def has_capability(bit: int) -> bool:
+    """Whether capability *bit* (``linux/capability.h``) is in our effective set."""
+    with open("/proc/self/status", "rb") as own:
+        for line in own:
+            if line.startswith(b"CapEff:"):
+                return bool(int(line[7:], 16) >> bit & 1)
+    return os.geteuid() == 0
+
+
 def yama_scope() -> int | None:
     """Yama's ``ptrace_scope`` (0 classic, 1 descendants only, 2 admin, 3 none), None if absent."""
     try:
@@ -101,9 +110,10 @@ def check_parent(parent: Target, d_timeout: float = 1.0) -> str:
         raise ParentRefused(
             parent.pid, f"the parent is already traced by PID {status.tracer_pid} (a debugger?)"
         )
-    if status.seccomp == 2:
+    if status.seccomp:  # strict mode kills on wait4; a filter may (it is not read)
+        mode = "strict mode" if status.seccomp == 1 else "a filter"
         raise ParentRefused(
-            parent.pid, "the parent runs under a seccomp filter that could kill it for wait4"
+            parent.pid, f"the parent runs under seccomp ({mode}), which could kill it for wait4"
         )
     deadline = time.monotonic() + d_timeout
     while read_stat(parent.pid).state == "D":

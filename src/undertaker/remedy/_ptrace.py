@@ -213,15 +213,22 @@ def find_site(pid: int, arch: Arch, mem: int) -> int | None:
 
 
 def site_for(tracee: Tracee, mem: int, fallback: int | None) -> int | None:
-    """The instruction the stopped thread entered its call with, else *fallback*."""
-    site = tracee.arch.current_site(tracee.saved)
-    if site is not None:
+    """The instruction the stopped thread entered its call with, else *fallback*, else None.
+
+    Either is used only if the system call instruction is there now: a parent
+    that ran ``execve`` since *fallback* was found has a new memory map, and
+    whatever is at the old address would run (a fault kills the parent).
+    """
+    insn = tracee.arch.insn
+    for site in (tracee.arch.current_site(tracee.saved), fallback):
+        if site is None:
+            continue
         try:
-            if os.pread(mem, len(tracee.arch.insn), site) == tracee.arch.insn:
+            if os.pread(mem, len(insn), site) == insn:
                 return site
         except OSError:
-            pass
-    return fallback
+            continue
+    return None
 
 
 def elapsed_since(start: float) -> float:

@@ -22,6 +22,7 @@ The status is read from ``/proc`` before the reap and returned.
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import select
@@ -31,7 +32,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from undertaker._errors import AccessDenied, NoSuchProcess
-from undertaker.proc._read import read_status
+from undertaker.proc._read import read_nspid, read_status
 from undertaker.remedy._arch import Arch, for_machine
 from undertaker.remedy._checks import check_may_ptrace, check_parent, ptrace_requirement
 from undertaker.remedy._errors import NotAZombie, NotPermitted, ParentGone, ParentRefused
@@ -47,9 +48,11 @@ if TYPE_CHECKING:
 WNOHANG = 1
 _PAUSE = 0.001  # seconds the parent runs between two attaches
 # A batch aims at this share of max_stop: the parent itself runs each injected
-# call, and it may wait for a CPU while stopped. At 0.9, 5-9% of stops ran over
-# 5 ms on a quiet machine here; at 0.6 none did (bench/README.md).
-_SLACK = 0.6
+# call, and it may wait for a CPU while stopped; the rest of max_stop is the
+# margin for that wait. At 0.9, 5-9% of stops ran over 5 ms on a quiet machine
+# here; at 0.6, 0-5% (load 1-3); at 0.4, 0-1.4%, at 5,300/s (bench/README.md).
+_SLACK = 0.4
+_PROCESSOR = 36  # stat field 39, the CPU a task last ran on, in the tail after ") "
 
 
 @dataclass
@@ -115,6 +118,11 @@ class PtracePlan:
     thread: int
     zombies: list[Zombie]
     arch: Arch
+    inside: dict[int, int] = field(default_factory=dict)
+
+    def pid_inside(self, zombie: Zombie) -> int:
+        """The zombie's PID in its parent's namespace: what the parent's wait4 takes."""
+        return self.inside.get(zombie.pid, zombie.pid)
 
     def execute(self, max_stop: float = 0.005, timeout: float = 5.0) -> PtraceResult:
         """Reap the planned zombies inside the parent.
@@ -138,9 +146,10 @@ class PtracePlan:
         for z in self.zombies:
             ret = answers.get(z.pid)
             if ret is not None:
-                reaped = ret == z.pid and not z.alive()
+                want = self.pid_inside(z)
+                reaped = ret == want and not z.alive()
                 outcomes.append(
-                    ZombieOutcome(z.pid, z.status, reaped=reaped, detail=_describe(ret, z.pid))
+                    ZombieOutcome(z.pid, z.status, reaped=reaped, detail=_describe(ret, want))
                 )
             elif z not in live:
                 outcomes.append(
@@ -235,7 +244,27 @@ def plan_for(parent: Target, zombies: list[Zombie], d_timeout: float = 1.0) -> P
         if not zombie.same():
             raise NotAZombie(zombie.pid, "reaped or replaced since the check")
     thread, arch = _check_traceable(parent, d_timeout)
-    return PtracePlan(parent, thread, list(zombies), arch)
+    return PtracePlan(parent, thread, list(zombies), arch, _pids_inside(parent, zombies))
+
+
+def _pids_inside(parent: Target, zombies: list[Zombie]) -> dict[int, int]:
+    """The zombies' PIDs as a parent in a nested PID namespace (a container) sees them.
+
+    Empty when the parent is in our namespace: then they are the same.
+    """
+    try:
+        depth = len(read_nspid(parent.pid))
+    except (NoSuchProcess, AccessDenied):
+        return {}
+    inside = {}
+    for zombie in zombies if depth > 1 else ():
+        try:
+            nspid = read_nspid(zombie.pid)
+        except (NoSuchProcess, AccessDenied):
+            continue  # reaped meanwhile: the execute finds it gone
+        if len(nspid) >= depth:  # a child lives in its parent's namespace or below
+            inside[zombie.pid] = nspid[depth - 1]
+    return inside
 
 
 def reap_via_ptrace(
@@ -297,14 +326,19 @@ def _run_helper(
     stops: list[float] = []
     held = 0
     error: Exception | None = None
-    finished = False
+    stuck = False
     try:
         lines, finished = _read_lines(read_end, timeout)
+        stuck = not finished
     finally:
+        # Closing the pipe asks the helper to stop: its next report fails
+        # (EPIPE) once it has restored and detached the parent. Interrupted
+        # (^C), we wait for that: killed between a call frame and the restore,
+        # it would leave the parent running on the injected registers. Only a
+        # helper that stopped reporting is killed at once: it is stuck waiting
+        # for a parent that never stopped, before any register was touched.
         os.close(read_end)
-        # A helper that stopped reporting is stuck (the parent never stopped):
-        # give it only a moment before killing it.
-        if not _reap_helper(pid, timeout if finished else 0.05):
+        if not _reap_helper(pid, 0.05 if stuck else timeout):
             error = ParentRefused(
                 plan.parent.pid, f"the parent did not stop within {timeout} s (state D?)"
             )
@@ -326,8 +360,12 @@ def _helper(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) 
     # A terminal's ^C or a group kill must not end it between setting the
     # injection frame and restoring the parent's registers; the caller still
     # can (SIGKILL) when it stops reporting.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    # SIGPIPE too: a caller that went away is seen as EPIPE after the detach.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
+    # A full collection walks every object inherited from the caller (a CLI
+    # that scanned /proc holds many): milliseconds the parent would wait for.
+    gc.disable()
     code = 0
     try:
         report = _trace(plan, zombies, max_stop, out)
@@ -358,6 +396,13 @@ def _read_lines(fd: int, timeout: float) -> tuple[list[str], bool]:
             break
         data += chunk
     return [line for line in data.decode().split("\n") if line], finished
+
+
+def _caller_gone(out: int) -> bool:
+    """Whether the caller closed its end of the report pipe (interrupted, or dead)."""
+    poller = select.poll()
+    poller.register(out, 0)  # POLLERR, reported always: the reading end is closed
+    return bool(poller.poll(0))
 
 
 def _reap_helper(pid: int, timeout: float) -> bool:
@@ -391,32 +436,57 @@ def _as_error(plan: PtracePlan, report: dict[str, object]) -> Exception:
     return ParentRefused(pid, f"ptrace failed: {report['message']}")
 
 
+def _follow(tid: int) -> None:
+    """Run the tracer on the CPU the stopped thread is on.
+
+    Each injected call wakes the parent, then the parent wakes us: on one CPU
+    both wake-ups stay local (no cross-CPU interrupt, no idle CPU to rouse):
+    15-40% more reaps per second here (bench/README.md). Where the CPU is not
+    ours to use (cpuset), the tracer stays where it is.
+    """
+    try:
+        with open(f"/proc/{tid}/stat", "rb") as stat:
+            cpu = int(stat.read().rsplit(b")", 1)[1].split()[_PROCESSOR])
+        os.sched_setaffinity(0, {cpu})
+    except (OSError, ValueError, IndexError):
+        pass
+
+
+def _search(plan: PtracePlan, mem: int) -> tuple[int, int | None]:
+    """Open the parent's memory anew (its map now) and find a system call instruction."""
+    if mem >= 0:
+        os.close(mem)  # an execve replaced the memory this named
+    mem = os.open(f"/proc/{plan.thread}/mem", os.O_RDONLY | os.O_CLOEXEC)
+    return mem, find_site(plan.thread, plan.arch, mem)
+
+
 def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -> dict[str, object]:
     """The helper's work: batches of injected wait4 calls, each within *max_stop*."""
     pending = list(zombies)
     fallback: int | None = None
     per_reap = 0.0
+    mem = -1
     try:  # before the first stop when we may (root): the search costs milliseconds
-        mem = os.open(f"/proc/{plan.thread}/mem", os.O_RDONLY | os.O_CLOEXEC)
-        fallback = find_site(plan.thread, plan.arch, mem)
+        mem, fallback = _search(plan, mem)
     except OSError:
-        mem = -1  # only the tracer may read it: after the attach
+        pass  # only the tracer may read it: after the attach
     try:
-        while pending:
+        while pending and not _caller_gone(out):
             tracee = Tracee(plan.thread, plan.arch)
             start = time.monotonic()
             tracee.attach()
             answers: dict[int, int] = {}
             try:
+                _follow(plan.thread)
                 if not plan.parent.alive():  # the PID we attached may be a newcomer's
                     raise ParentGone(plan.parent.pid, "the parent was replaced before the attach")
                 refusal = plan.arch.refuse(tracee.saved)
                 if refusal:
                     raise ParentRefused(plan.parent.pid, f"the parent is {refusal}")
-                if mem < 0:
-                    mem = os.open(f"/proc/{plan.thread}/mem", os.O_RDONLY | os.O_CLOEXEC)
-                    fallback = find_site(plan.thread, plan.arch, mem)
-                site = site_for(tracee, mem, fallback)
+                site = site_for(tracee, mem, fallback) if mem >= 0 else None
+                if site is None:  # not searched yet (not root), or the parent exec'd since
+                    mem, fallback = _search(plan, mem)
+                    site = site_for(tracee, mem, fallback)
                 if site is None:
                     raise ParentRefused(plan.parent.pid, "no system call instruction found")
                 while pending:
@@ -427,7 +497,7 @@ def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -
                     pending.pop(0)
                     if zombie.alive():  # not reaped, so its PID still names it
                         answers[zombie.pid] = tracee.syscall(
-                            site, plan.arch.wait4, zombie.pid, 0, WNOHANG, 0
+                            site, plan.arch.wait4, plan.pid_inside(zombie), 0, WNOHANG, 0
                         )
                     took = time.monotonic() - began
                     per_reap = took if not per_reap else 0.8 * per_reap + 0.2 * took

@@ -13,6 +13,7 @@ Both act through the pidfds of identified targets (see ``_target.py``).
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from undertaker._errors import AccessDenied, NoSuchProcess
 from undertaker.pidfd import send_signal, wait_readable
 from undertaker.proc._read import read_status
 from undertaker.proc._status import SIGCHLD_BIT
-from undertaker.remedy._checks import ancestors, is_kernel_thread
+from undertaker.remedy._checks import ancestors, has_capability, is_kernel_thread
 from undertaker.remedy._errors import NotPermitted, ParentGone, ParentRefused
 from undertaker.remedy._target import read_stat
 
@@ -53,6 +54,36 @@ def has_sigchld_handler(pid: int) -> bool:
     return bool(read_status(pid).sig_cgt & SIGCHLD_BIT)
 
 
+CAP_KILL = 5
+
+
+def _not_permitted(target: Target, sig: int) -> NotPermitted:
+    name = signal.Signals(sig).name
+    return NotPermitted(target.pid, f"may not send {name}: needs CAP_KILL or its uid")
+
+
+def check_may_signal(target: Target, sig: int) -> None:
+    """Refuse, before sending, a signal the kernel would refuse (for a dry run's sake).
+
+    The kernel's rule: CAP_KILL, or our real or effective uid is the target's
+    real or saved uid.
+
+    Raises:
+        NotPermitted: neither holds.
+        ParentGone: the target is gone.
+    """
+    if has_capability(CAP_KILL):
+        return
+    try:
+        uids = read_status(target.pid).uids
+    except NoSuchProcess:
+        raise ParentGone(target.pid, "the parent exited") from None
+    except AccessDenied:
+        raise _not_permitted(target, sig) from None
+    if not {os.getuid(), os.geteuid()} & {uids[0], uids[2]}:
+        raise _not_permitted(target, sig)
+
+
 def _signal(target: Target, sig: int) -> None:
     if not target.same():
         raise ParentGone(target.pid, "the parent exited or was replaced since the check")
@@ -61,9 +92,7 @@ def _signal(target: Target, sig: int) -> None:
     except NoSuchProcess:
         raise ParentGone(target.pid, "the parent exited") from None
     except AccessDenied:
-        raise NotPermitted(
-            target.pid, f"may not send {signal.Signals(sig).name}: needs CAP_KILL or its uid"
-        ) from None
+        raise _not_permitted(target, sig) from None
 
 
 def nudge(parent: Target, zombies: Sequence[Zombie], wait: float = 0.5) -> list[int]:
@@ -107,8 +136,18 @@ def check_killable(parent: Target, protect: Collection[int | str] = ()) -> None:
         raise ParentRefused(pid, "the parent is a kernel thread")
     if pid in ancestors():
         raise ParentRefused(pid, "the parent is undertaker itself or one of its ancestors")
-    if pid in protect or parent.comm in protect:
-        raise ParentRefused(pid, f"the parent is protected (--protect {parent.comm})")
+    check_protected(parent, protect)
+
+
+def check_protected(parent: Target, protect: Collection[int | str]) -> None:
+    """Refuse a parent named, by PID or command name, in *protect*.
+
+    Raises:
+        ParentRefused: it is protected; the message names the entry that matched.
+    """
+    for item in (parent.pid, parent.comm):
+        if item in protect:
+            raise ParentRefused(parent.pid, f"the parent is protected (--protect {item})")
 
 
 @dataclass
