@@ -44,6 +44,28 @@ def _children() -> set[int]:
     return found
 
 
+def _started(pid: int) -> str:
+    """Start time of *pid* (clock ticks after boot), with the PID an identity; "" if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+# By (PID, start time): the first test after which a child of the session was
+# seen. A leak found at the end then names the test that most likely made it.
+_FIRST_SEEN: dict[tuple[int, str], str] = {}
+
+
+@pytest.fixture(autouse=True)
+def note_children(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test, note which children of the session exist (for the leak report)."""
+    yield
+    for pid in _children():
+        _FIRST_SEEN.setdefault((pid, _started(pid)), request.node.nodeid)
+
+
 def _end(pidfd: int) -> None:
     """SIGINT first (a Python process then runs its finalizers), SIGKILL if still there.
 
@@ -63,6 +85,7 @@ def _sweep(grace: float) -> list[str]:
     leaked = []
     for pid in sorted(_children()):
         state = proc_state(pid)
+        seen = _FIRST_SEEN.get((pid, _started(pid)))
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
@@ -79,7 +102,8 @@ def _sweep(grace: float) -> list[str]:
             argv = "?"  # its owner reaped it after all
         finally:
             os.close(pidfd)
-        leaked.append(f"pid {pid} ({'zombie' if state == 'Z' else 'running'}): {argv[:120]}")
+        where = f" (first seen after {seen})" if seen else ""
+        leaked.append(f"pid {pid} ({'zombie' if state == 'Z' else 'running'}): {argv[:120]}{where}")
     return leaked
 
 

@@ -8,7 +8,8 @@ They extend the tree drawn in ``undertaker._errors``::
         ├── NotAZombie         the target is not a zombie (any more), or its PID was reused
         ├── LiveZombieLeader   shows Z but has live threads: no parent can reap it yet
         ├── ParentGone         the parent exited or was replaced since the check
-        └── ParentRefused      the parent may not be touched (traced, protected, PID 1, D)
+        ├── ParentRefused      the parent may not be touched (traced, protected, PID 1, D)
+        └── OtherNamespace     /proc numbers processes otherwise than our pidfds would
 """
 
 from __future__ import annotations
@@ -44,3 +45,10 @@ class ParentGone(ReapRefused):
 
 class ParentRefused(ReapRefused):
     """The parent may not be acted on: traced, protected, PID 1, kernel thread, stuck in D."""
+
+
+class OtherNamespace(ReapRefused):
+    """The procfs read shows a PID namespace other than ours (``nsenter -m``).
+
+    Its PID N is not our PID N: a pidfd opened for N would name another process.
+    """

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from undertaker._errors import AccessDenied, NoSuchProcess
 from undertaker.proc._read import _read
 from undertaker.proc._stat import StatFields, StatParseError, parse_stat
-from undertaker.remedy._errors import LiveZombieLeader, NotAZombie, ParentGone
+from undertaker.remedy._errors import LiveZombieLeader, NotAZombie, OtherNamespace, ParentGone
 from undertaker.wait import WaitStatus, zombie_status
 
 
@@ -32,6 +32,51 @@ def read_stat(pid: int, root: str = "/proc") -> StatFields:
         return parse_stat(_read(f"{root}/{pid}/stat", pid))
     except StatParseError as err:
         raise NoSuchProcess(pid, f"unreadable stat: {err}") from None
+
+
+_OTHER_NAMESPACE = (
+    "this /proc shows a PID namespace other than ours (as after nsenter -m), whose PIDs "
+    "name other processes here: run undertaker reap inside it (nsenter -t PID -p -m)"
+)
+
+
+def _numbers_like_us(root: str) -> bool:
+    """Whether *root* numbers this process as we do.
+
+    Not so in a view of another PID namespace: no ``self`` there for us, or
+    another number.
+    """
+    try:
+        return os.readlink(f"{root}/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
+def _check_pidfd_names(fd: int, pid: int, root: str) -> None:
+    """Refuse unless pidfd *fd* names the process *root* shows as *pid*.
+
+    A pidfd's fdinfo, read through a procfs, gives the PID that procfs numbers
+    it by (Linux 5.3+): equal to *pid* only for that very process, whichever
+    PID namespace the procfs shows.
+
+    Raises:
+        OtherNamespace: it names another process, or the procfs cannot tell.
+        NoSuchProcess: the process was reaped since the pidfd was opened.
+    """
+    try:
+        with open(f"{root}/self/fdinfo/{fd}", "rb") as info:
+            lines = info.read().splitlines()
+    except OSError:
+        raise OtherNamespace(pid, _OTHER_NAMESPACE) from None
+    for line in lines:
+        if line.startswith(b"Pid:"):
+            seen = int(line.split()[1])
+            if seen == -1:  # reaped: no PID in any namespace
+                raise NoSuchProcess(pid)
+            if seen != pid:
+                raise OtherNamespace(pid, _OTHER_NAMESPACE)
+            return
+    # Older kernels write no Pid line: _numbers_like_us() is all we know.
 
 
 @dataclass
@@ -54,13 +99,16 @@ class Target:
             NoSuchProcess: it does not exist, or it was replaced during the check.
         """
         first = read_stat(pid, root)
+        if not _numbers_like_us(root):
+            raise OtherNamespace(pid, _OTHER_NAMESPACE)
         try:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:
             raise NoSuchProcess(pid) from None
         try:
+            _check_pidfd_names(fd, pid, root)
             again = read_stat(pid, root)
-        except NoSuchProcess:
+        except (NoSuchProcess, OtherNamespace):
             os.close(fd)
             raise
         if again.start_ticks != first.start_ticks:
