@@ -13,7 +13,7 @@ import pytest
 from helpers import AS_NOBODY, UNDERTAKER, cli, needs_namespace, run_in_namespace
 from undertaker.diagnose._doctor import ACTION, NOTE, OK, judge_limit, judge_ptrace, judge_self
 from undertaker.wait import _kernel_at_least
-from why_scenarios import python_parent
+from why_scenarios import TWO_ZOMBIES, python_parent
 
 # PID 1 of a fresh namespace waits for one child first (argv[2] "waited") or
 # not, makes zombies (argv[1]), then runs doctor (argv[3:]), reading its output
@@ -150,22 +150,12 @@ if prctl(38, 1, None, 0, 0) or prctl(22, 2, ctypes.addressof(prog), 0, 0):  # NO
     sys.exit("seccomp: errno %d" % ctypes.get_errno())
 """
 
+
 # Two zombies (see why_scenarios.python_parent).
-_TWO_ZOMBIES = r"""
-import os
-kids = []
-for _ in range(2):
-    kid = os.fork()
-    if kid == 0:
-        os._exit(2)
-    kids.append(kid)
-"""
-
-
 def test_zombie_parent_under_seccomp_is_noted() -> None:
     """A real parent under a seccomp filter holds zombies: doctor names it (an injected wait4
     would pass its filter), and why's ptrace fix says so."""
-    with python_parent(_ALLOW_ALL + _TWO_ZOMBIES) as (pid, _):
+    with python_parent(_ALLOW_ALL + TWO_ZOMBIES) as (pid, _):
         doc = cli("doctor", "--json")
         text = cli("doctor")
         why = cli("why", "--json", str(pid))
@@ -213,7 +203,7 @@ def test_a_procfs_of_another_pid_namespace_is_no_crash() -> None:
     """In a container's mount namespace only (nsenter -m), /proc shows its PID namespace,
     where we are not, so /proc/self does not exist: why and doctor still answer."""
     prefix = ("unshare", "--pid", "--fork", "--mount-proc")
-    with python_parent(_TWO_ZOMBIES, prefix) as (pid, _):
+    with python_parent(TWO_ZOMBIES, prefix) as (pid, _):
         enter = ["nsenter", "-t", str(pid), "-m", *UNDERTAKER]
         why, text, doctor = (
             subprocess.run([*enter, *args], capture_output=True, text=True, timeout=60, check=False)

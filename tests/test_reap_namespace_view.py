@@ -13,18 +13,7 @@ import pytest
 
 from helpers import UNDERTAKER, needs_namespace
 from undertaker.testing import ZombieParent, ZombieSpec, proc_state
-from why_scenarios import python_parent
-
-# The namespace's PID 1 forks two zombies (its PIDs 2 and 3) and never waits.
-_TWO_ZOMBIES = r"""
-import os
-kids = []
-for _ in range(2):
-    kid = os.fork()
-    if kid == 0:
-        os._exit(2)
-    kids.append(kid)
-"""
+from why_scenarios import TWO_ZOMBIES, python_parent
 
 
 @needs_namespace
@@ -39,8 +28,9 @@ for _ in range(2):
     ],
 )
 def test_reap_in_a_view_of_another_pid_namespace_is_refused(args: list[str]) -> None:
+    # The namespace's PID 1 forks two zombies (its PIDs 2 and 3) and never waits.
     prefix = ("unshare", "--pid", "--fork", "--mount-proc")
-    with python_parent(_TWO_ZOMBIES, prefix) as (pid, kids):
+    with python_parent(TWO_ZOMBIES, prefix) as (pid, kids):
         enter = ["nsenter", "-t", str(pid), "-m", *UNDERTAKER, "reap", *args]
         done = subprocess.run(enter, capture_output=True, text=True, timeout=60, check=False)
         states = [proc_state(kid) for kid in kids]

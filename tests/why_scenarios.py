@@ -244,6 +244,18 @@ def children(pid: int) -> list[int]:
         return [int(p) for p in f.read().split()]
 
 
+# Code for python_parent: two children that exit 2 at once, never waited for.
+TWO_ZOMBIES = r"""
+import os
+kids = []
+for _ in range(2):
+    kid = os.fork()
+    if kid == 0:
+        os._exit(2)
+    kids.append(kid)
+"""
+
+
 @contextmanager
 def python_parent(code: str, prefix: tuple[str, ...] = ()) -> Iterator[tuple[int, list[int]]]:
     """Run *code* (which fills ``kids``) in a Python parent; yield its PID and zombie PIDs.
