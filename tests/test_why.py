@@ -360,6 +360,45 @@ def test_watch_shows_a_growing_count() -> None:
     assert re.fullmatch(r"  over 0\.5s {6}\d+ -> \d+ zombies \(growing\)", row), row
 
 
+# Three children exit at once; one byte on stdin makes the parent reap one of them.
+_REAPS_ONE_ON_CUE = r"""
+import os, sys
+kids = [os.fork() or os._exit(0) for _ in range(3)]
+print(" ".join(map(str, kids)), flush=True)
+sys.stdin.read(1)
+os.waitpid(kids[0], 0)
+sys.stdin.read(1)
+"""
+
+
+def test_watch_says_a_falling_count_is_shrinking() -> None:
+    """A parent that reaps one zombie during the watch: '3 -> 2 zombies (shrinking)'."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _REAPS_ONE_ON_CUE],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert parent.stdin is not None
+    assert parent.stdout is not None
+    try:
+        kids = [int(pid) for pid in parent.stdout.readline().split()]
+        assert sleep_until(lambda: all(proc_state(k) == "Z" for k in kids), 10)
+        watch = subprocess.Popen(
+            [*UNDERTAKER, "why", str(parent.pid), "--watch", "1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(0.4)  # the first sample is taken by now
+        parent.stdin.write("x")
+        parent.stdin.flush()
+        out, err = watch.communicate(timeout=30)
+    finally:
+        parent.stdin.close()
+        parent.wait(30)
+        parent.stdout.close()
+    assert watch.returncode == 1, err
+    [row] = [line for line in out.splitlines() if line.startswith("  over ")]
+    assert row.endswith("3 -> 2 zombies (shrinking)"), row
+
+
 def test_watch_rejects_a_bad_duration() -> None:
     """--watch takes a positive number of seconds, at most an hour."""
     for bad in ("0", "-1", "x", "7200"):

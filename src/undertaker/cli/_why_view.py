@@ -126,7 +126,9 @@ def render_parent(report: ParentReport, style: Style, now: float) -> list[str]:
                 "remain (adopted, still unreaped)"
             )
         else:
-            trend = "growing" if g.after > g.before else "not growing"
+            trend = (
+                "growing" if g.after > g.before else "shrinking" if g.after < g.before else "steady"
+            )
             change = f"{g.before} -> {g.after} zombies ({trend})"
         lines.append(f"  {f'over {g.seconds:g}s':<14} {change}")
     lines += [style.dim(f"  could not read: {what}") for what in ev.unreadable]
