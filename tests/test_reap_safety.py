@@ -419,6 +419,9 @@ def test_a_parent_in_strict_seccomp_is_refused_not_killed() -> None:
         proc.stdin.write("x")
         proc.stdin.close()
         assert proc.wait(10) == 0  # read returned, _exit(0): never killed
+        # Its zombie was re-parented to us (the session's subreaper) when it
+        # exited: ours now, not reaped, so the PID is safe to wait for.
+        assert os.waitpid(zombie, 0) == (zombie, 3 << 8)
     finally:
         end(proc)
 
