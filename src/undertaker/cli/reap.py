@@ -32,6 +32,7 @@ from undertaker.remedy import (
     NotPermitted,
     ParentGone,
     ParentRefused,
+    ReapInterrupted,
     ReapRefused,
     plan_for,
 )
@@ -47,6 +48,8 @@ from undertaker.remedy.signals import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from undertaker.remedy import PtraceResult
 
 METHODS = ("nudge", "ptrace", "kill-parent")
 NUDGE_WAIT = 0.5  # seconds a nudged parent gets to reap
@@ -186,16 +189,33 @@ def _do_ptrace(
         )
         log.write("ptrace", parent, zombies, dry_run=True)
         return []
-    result = plan.execute()
+    try:
+        result = plan.execute()
+    except ReapInterrupted as stopped:  # ^C: what was reaped is said and logged all the same
+        _report_ptrace(parent, zombies, stopped.result, log, interrupted=True)
+        raise
+    return _report_ptrace(parent, zombies, result, log)
+
+
+def _report_ptrace(
+    parent: Target,
+    zombies: list[Zombie],
+    result: PtraceResult,
+    log: ActionLog,
+    *,
+    interrupted: bool = False,
+) -> list[Zombie]:
     reaped = set(result.reaped)
     longest = max(result.stops, default=0.0) * 1000
     print(
         f"  ptrace: reaped {len(reaped)} of {len(zombies)} in {len(result.stops)} stop(s), "
         f"longest {longest:.1f} ms"
     )
-    for outcome in result.outcomes:
-        if not outcome.reaped:
-            print(f"  {outcome.pid:>7}  not reaped: {outcome.detail}")
+    left = [o for o in result.outcomes if not o.reaped]
+    for outcome in left if not interrupted else ():
+        print(f"  {outcome.pid:>7}  not reaped: {outcome.detail}")
+    if interrupted:
+        print(f"  ptrace: interrupted; {len(left)} zombie(s) left as they were")
     if reaped:
         print(f"  {CAVEAT}")
     log.write(
@@ -206,6 +226,7 @@ def _do_ptrace(
         reaped=sorted(reaped),
         stops_ms=[round(s * 1000, 3) for s in result.stops],
         failures={o.pid: o.detail for o in result.outcomes if not o.reaped},
+        **({"interrupted": True} if interrupted else {}),
     )
     return [z for z in zombies if z.pid not in reaped]
 

@@ -96,6 +96,20 @@ class PtraceResult:
         return [o.pid for o in self.outcomes if o.reaped]
 
 
+class ReapInterrupted(KeyboardInterrupt):
+    """^C during :meth:`PtracePlan.execute`, raised once the parent is restored.
+
+    A ``KeyboardInterrupt``, so callers that do not know it stop as before;
+    *result* says what was reaped before the interrupt (their exit statuses
+    are nowhere else now), and why the rest was not.
+    """
+
+    def __init__(self, result: PtraceResult) -> None:
+        """Carry the partial *result*."""
+        super().__init__(f"interrupted after reaping {len(result.reaped)} zombie(s)")
+        self.result = result
+
+
 def _describe(ret: int, zpid: int) -> str:
     if ret == zpid:
         return ""
@@ -134,6 +148,7 @@ class PtracePlan:
                 not finish, within this many seconds.
 
         Raises:
+            ReapInterrupted: ^C (SIGINT); its result holds what was reaped.
             ParentGone: the parent exited or its PID was reused since the plan.
             ParentRefused: the parent did not stop in time (stuck in D).
             NotPermitted: the kernel refused ptrace.
@@ -141,7 +156,7 @@ class PtracePlan:
         if not self.parent.same():
             raise ParentGone(self.parent.pid, "the parent exited or was replaced since the check")
         live = [z for z in self.zombies if z.same()]
-        answers, stops, held, error = _run_helper(self, live, max_stop, timeout)
+        answers, stops, held, error, interrupted = _run_helper(self, live, max_stop, timeout)
         outcomes = []
         for z in self.zombies:
             ret = answers.get(z.pid)
@@ -156,11 +171,15 @@ class PtracePlan:
                     ZombieOutcome(z.pid, z.status, reaped=False, detail="gone or replaced before")
                 )
             else:
-                why = f"not attempted: {error}" if error else "not attempted"
+                why = "interrupted" if interrupted else error
+                why = f"not attempted: {why}" if why else "not attempted"
                 outcomes.append(ZombieOutcome(z.pid, z.status, reaped=False, detail=why))
+        result = PtraceResult(self.parent.pid, outcomes, stops, held)
+        if interrupted:
+            raise ReapInterrupted(result)
         if error is not None and not answers:
             raise error
-        return PtraceResult(self.parent.pid, outcomes, stops, held)
+        return result
 
     def close(self) -> None:
         """Close every pidfd the plan holds."""
@@ -307,9 +326,12 @@ def reap_via_ptrace(
 
 def _run_helper(
     plan: PtracePlan, zombies: list[Zombie], max_stop: float, timeout: float
-) -> tuple[dict[int, int], list[float], int, Exception | None]:
-    """Fork the tracer, read its report, kill it if it hangs."""
+) -> tuple[dict[int, int], list[float], int, Exception | None, bool]:
+    """Fork the tracer, read its reports, kill it if it hangs; the last item: interrupted."""
     read_end, write_end = os.pipe()
+    # Closing stop_w asks the helper to end its stop and quit; it reports the
+    # reaps of that stop first, on the report pipe we keep reading.
+    stop_r, stop_w = os.pipe()
     # os.fork warns in a threaded process (3.12+); the child only calls
     # ptrace, os and json, all of which were imported before the fork.
     with warnings.catch_warnings():
@@ -318,32 +340,44 @@ def _run_helper(
     if pid == 0:  # the helper: whatever happens, it never returns into the caller
         try:
             os.close(read_end)
-            _helper(plan, zombies, max_stop, write_end)
+            os.close(stop_w)
+            _helper(plan, zombies, max_stop, write_end, stop_r)
         finally:
             os._exit(1)
     os.close(write_end)
+    os.close(stop_r)
     answers: dict[int, int] = {}
     stops: list[float] = []
     held = 0
     error: Exception | None = None
-    stuck = False
+    stuck = interrupted = False
+    data = bytearray()
     try:
-        lines, finished = _read_lines(read_end, timeout)
-        stuck = not finished
+        try:
+            stuck = not _read_reports(read_end, data, timeout)
+        except KeyboardInterrupt:
+            # ^C: the helper ends the stop it is in (restores, detaches) and
+            # reports it; killed between a call frame and the restore, it
+            # would leave the parent running on the injected registers.
+            interrupted = True
+            os.close(stop_w)
+            stop_w = -1
+            stuck = not _read_reports(read_end, data, timeout)
     finally:
-        # Closing the pipe asks the helper to stop: its next report fails
-        # (EPIPE) once it has restored and detached the parent. Interrupted
-        # (^C), we wait for that: killed between a call frame and the restore,
-        # it would leave the parent running on the injected registers. Only a
-        # helper that stopped reporting is killed at once: it is stuck waiting
-        # for a parent that never stopped, before any register was touched.
+        # Only a helper that stopped reporting is killed at once: it is stuck
+        # waiting for a parent that never stopped, before any register was touched.
+        if stop_w >= 0:
+            os.close(stop_w)
         os.close(read_end)
         if not _reap_helper(pid, 0.05 if stuck else timeout):
             error = ParentRefused(
                 plan.parent.pid, f"the parent did not stop within {timeout} s (state D?)"
             )
-    for line in lines:
-        report = json.loads(line)
+    for line in data.decode(errors="replace").split("\n"):
+        try:
+            report = json.loads(line)
+        except ValueError:
+            continue  # empty, or cut by a ^C between a read and its append
         if "error" in report:
             error = _as_error(plan, report)
             continue
@@ -352,10 +386,10 @@ def _run_helper(
         answers.update({int(k): v for k, v in report["answers"].items()})
         stops.append(report["stop"])
         held += report["held"]
-    return answers, stops, held, error
+    return answers, stops, held, error, interrupted
 
 
-def _helper(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -> None:
+def _helper(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int, stop: int) -> None:
     """Run the batches in the forked helper, report, and exit."""
     # A terminal's ^C or a group kill must not end it between setting the
     # injection frame and restoring the parent's registers; the caller still
@@ -368,7 +402,7 @@ def _helper(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) 
     gc.disable()
     code = 0
     try:
-        report = _trace(plan, zombies, max_stop, out)
+        report = _trace(plan, zombies, max_stop, out, stop)
     except BaseException as err:  # noqa: BLE001  (reported to the caller, then exit)
         report = {
             "error": type(err).__name__,
@@ -382,26 +416,25 @@ def _helper(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) 
         os._exit(code)
 
 
-def _read_lines(fd: int, timeout: float) -> tuple[list[str], bool]:
-    """Read newline-ended reports until EOF (True) or *timeout* without progress (False)."""
-    data = b""
-    finished = False
+def _read_reports(fd: int, data: bytearray, timeout: float) -> bool:
+    """Append reports to *data* until EOF (True) or *timeout* without progress (False).
+
+    *data* keeps what was read when a ^C interrupts.
+    """
     while True:
         ready, _, _ = select.select([fd], [], [], timeout)
         if not ready:
-            break
+            return False
         chunk = os.read(fd, 65536)
         if not chunk:
-            finished = True
-            break
+            return True
         data += chunk
-    return [line for line in data.decode().split("\n") if line], finished
 
 
-def _caller_gone(out: int) -> bool:
-    """Whether the caller closed its end of the report pipe (interrupted, or dead)."""
+def _caller_gone(stop: int) -> bool:
+    """Whether the caller closed its end of the stop pipe (interrupted, or dead)."""
     poller = select.poll()
-    poller.register(out, 0)  # POLLERR, reported always: the reading end is closed
+    poller.register(stop, 0)  # POLLHUP, reported always: the writing end is closed
     return bool(poller.poll(0))
 
 
@@ -462,7 +495,9 @@ def _search(plan: PtracePlan, mem: int) -> tuple[int, int | None]:
     return mem, find_site(plan.thread, plan.arch, mem)
 
 
-def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -> dict[str, object]:
+def _trace(
+    plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int, stop: int
+) -> dict[str, object]:
     """The helper's work: batches of injected wait4 calls, each within *max_stop*."""
     pending = list(zombies)
     fallback: int | None = None
@@ -474,7 +509,7 @@ def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -
     except OSError:
         pass  # only the tracer may read it: after the attach
     try:
-        while pending and not _caller_gone(out):
+        while pending and not _caller_gone(stop):
             tracee = Tracee(plan.thread, plan.arch)
             start = time.monotonic()
             tracee.attach()
@@ -496,6 +531,8 @@ def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -
                     zombie = pending[0]
                     if answers and time.monotonic() - start + 2 * per_reap > _SLACK * max_stop:
                         break  # one more reap and the detach would overrun: the rest next stop
+                    if _caller_gone(stop):
+                        break  # ^C: restore the parent now
                     began = time.monotonic()
                     pending.pop(0)
                     if zombie.alive():  # not reaped, so its PID still names it
@@ -508,8 +545,8 @@ def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -
                 try:
                     tracee.detach()
                 finally:  # what was reaped is reported even when something failed
-                    stop = time.monotonic() - start
-                    batch = {"answers": answers, "stop": stop, "held": tracee.held}
+                    lasted = time.monotonic() - start
+                    batch = {"answers": answers, "stop": lasted, "held": tracee.held}
                     os.write(out, (json.dumps(batch) + "\n").encode())
             if pending:
                 time.sleep(_PAUSE)
