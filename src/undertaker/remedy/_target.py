@@ -11,6 +11,7 @@ is never touched.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 from dataclasses import dataclass, field
@@ -79,6 +80,15 @@ def _check_pidfd_names(fd: int, pid: int, root: str) -> None:
     # Older kernels write no Pid line: _numbers_like_us() is all we know.
 
 
+def _tgid(tid: int, root: str) -> str:
+    """The process thread *tid* belongs to, as ``/proc`` says ("?" if gone)."""
+    try:
+        with open(f"{root}/{tid}/status", "rb") as status:
+            return next(line.split()[1].decode() for line in status if line.startswith(b"Tgid:"))
+    except (OSError, StopIteration, IndexError):
+        return "?"
+
+
 @dataclass
 class Target:
     """One process, named by PID and start time, held by a pidfd from check to action."""
@@ -105,6 +115,12 @@ class Target:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:
             raise NoSuchProcess(pid) from None
+        except OSError as err:  # ENOENT (EINVAL before 6.9): a thread, not a process
+            if err.errno not in (errno.ENOENT, errno.EINVAL):
+                raise
+            raise NoSuchProcess(
+                pid, f"a thread of process {_tgid(pid, root)}, not a process"
+            ) from None
         try:
             _check_pidfd_names(fd, pid, root)
             again = read_stat(pid, root)
