@@ -11,6 +11,8 @@ start time, held by pidfds from the check to the action.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import resource
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from undertaker.remedy import PtraceResult
 
 METHODS = ("nudge", "ptrace", "kill-parent")
+_MAX_FILES = 1 << 20  # enough for any zombie storm, far below the kernel's nr_open
 NUDGE_WAIT = 0.5  # seconds a nudged parent gets to reap
 CAVEAT = (
     "note: the parent loses these exit statuses: its own wait for a reaped child now fails "
@@ -342,12 +345,26 @@ def _usage_error(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _more_descriptors() -> None:
+    """Raise the soft limit on open files towards the hard one: a pidfd is held per zombie.
+
+    A soft limit of 1,024 (systemd's default) would stop ``--all`` in a
+    storm of a thousand zombies, which is when it is needed.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, _MAX_FILES)
+    if soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def run(args: argparse.Namespace) -> int:
     """Select the zombies, apply the methods per parent, return the worst status."""
     wrong = _usage_error(args)
     if wrong:
         print(f"undertaker reap: error: {wrong}", file=sys.stderr)
         return EXIT_ERROR
+    _more_descriptors()
     try:  # before anything is done: an action must not go unlogged
         log = ActionLog(args.log)
     except OSError as err:

@@ -419,11 +419,13 @@ def _helper(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int, 
 def _read_reports(fd: int, data: bytearray, timeout: float) -> bool:
     """Append reports to *data* until EOF (True) or *timeout* without progress (False).
 
-    *data* keeps what was read when a ^C interrupts.
+    *data* keeps what was read when a ^C interrupts. poll, not select: with
+    a pidfd held per zombie, the pipe's number is past select's 1,023.
     """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
     while True:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
+        if not poller.poll(timeout * 1000):
             return False
         chunk = os.read(fd, 65536)
         if not chunk:
