@@ -21,6 +21,7 @@ The status is read from ``/proc`` before the reap and returned.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import json
@@ -346,6 +347,12 @@ def _run_helper(
             os._exit(1)
     os.close(write_end)
     os.close(stop_r)
+    # Held by a pidfd, not its PID: a caller that ignores SIGCHLD has its
+    # children reaped by the kernel, after which the PID may name another.
+    try:
+        helper = os.pidfd_open(pid)
+    except ProcessLookupError:
+        helper = -1  # ended and reaped already: nothing left to wait for
     answers: dict[int, int] = {}
     stops: list[float] = []
     held = 0
@@ -369,7 +376,7 @@ def _run_helper(
         if stop_w >= 0:
             os.close(stop_w)
         os.close(read_end)
-        if not _reap_helper(pid, 0.05 if stuck else timeout):
+        if not _reap_helper(helper, 0.05 if stuck else timeout):
             error = ParentRefused(
                 plan.parent.pid, f"the parent did not stop within {timeout} s (state D?)"
             )
@@ -440,16 +447,26 @@ def _caller_gone(stop: int) -> bool:
     return bool(poller.poll(0))
 
 
-def _reap_helper(pid: int, timeout: float) -> bool:
-    """Wait for the helper; kill it (ours, not yet reaped: the PID is safe) when stuck."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return True
-        time.sleep(0.001)
-    os.kill(pid, 9)  # its exit detaches the kernel's trace of the parent
-    os.waitpid(pid, 0)
-    return False
+def _reap_helper(pidfd: int, timeout: float) -> bool:
+    """Wait for the helper to end and reap it, through its pidfd; kill it when stuck.
+
+    Returns False when it had to be killed. Where the caller ignores SIGCHLD
+    the kernel reaps it, and the wait finds nothing (ECHILD).
+    """
+    if pidfd < 0:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)  # readable once it has exited
+        ended = bool(poller.poll(timeout * 1000))
+        if not ended:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # its exit ends the trace
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+    finally:
+        os.close(pidfd)
+    return ended
 
 
 def _as_error(plan: PtracePlan, report: dict[str, object]) -> Exception:
