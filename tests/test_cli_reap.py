@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from helpers import (
@@ -123,6 +124,24 @@ def test_refusals_have_distinct_exit_statuses() -> None:
             assert len(done.stderr.splitlines()) == 1, done.stderr
             assert "Traceback" not in done.stderr
         assert proc_state(zp.zombies[0]) == "Z"
+
+
+def test_a_thread_id_is_not_a_zombie() -> None:
+    """A TID (a thread of ours) is refused as not a zombie, in one line (was a traceback)."""
+    idle = threading.Event()
+    thread = threading.Thread(target=idle.wait)
+    thread.start()
+    try:
+        tid = thread.native_id
+        assert tid is not None
+        done = cli("reap", str(tid), "--method", "ptrace", "--yes")
+    finally:
+        idle.set()
+        thread.join()
+    assert done.returncode == 5, done.stderr
+    assert done.stderr == (
+        f"undertaker reap: a thread of process {os.getpid()}, not a process (pid={tid})\n"
+    )
 
 
 def test_bad_usage_is_exit_2() -> None:

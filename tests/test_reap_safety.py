@@ -26,11 +26,12 @@ from undertaker.testing import proc_state, sleep_until
 
 # Reaps 1,000 zombies of a busy parent in one long stop (max_stop 1 s) and sends
 # itself SIGINT (a terminal's ^C) as soon as the parent is traced: mid-stop.
-# The tracer must finish that stop (restore, detach) before it is let go;
-# killed half-way it would leave the parent running on the injected frame.
+# The tracer must end that stop (restore, detach) before it is let go, and
+# report what it reaped; killed half-way it would leave the parent running on
+# the injected frame.
 _INTERRUPTED = r"""
 import json, os, signal, subprocess, sys, threading, time
-from undertaker.remedy import reap_via_ptrace
+from undertaker.remedy import ReapInterrupted, reap_via_ptrace
 proc = subprocess.Popen([sys.executable, sys.argv[1], "busy", "1000"],
                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 ready = json.loads(proc.stdout.readline())
@@ -48,18 +49,19 @@ def interrupt_when_traced():
 
 watcher = threading.Thread(target=interrupt_when_traced)
 watcher.start()
+reaped = None
 try:
     reap_via_ptrace(pid, ready["zombies"], max_stop=1.0)
     how = "finished"
-except KeyboardInterrupt:
-    how = "interrupted"
+except ReapInterrupted as stopped:
+    how, reaped = "interrupted", stopped.result.reaped
 watcher.join()
 time.sleep(0.2)  # a helper left behind would go on reaping: let it show
 gone = [z for z in ready["zombies"] if not os.path.exists(f"/proc/{z}")]
 after = tracer()
 report = json.loads(proc.stdout.readline())
-print(json.dumps({"how": how, "gone": gone, "zombies": ready["zombies"], "tracer": after,
-                  "report": report, "returncode": proc.wait(10)}))
+print(json.dumps({"how": how, "gone": gone, "reaped": reaped, "zombies": ready["zombies"],
+                  "tracer": after, "report": report, "returncode": proc.wait(10)}))
 """
 
 
@@ -75,6 +77,7 @@ def test_interrupt_mid_stop_lets_the_tracer_restore_the_parent() -> None:
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["how"] == "interrupted"
+    assert out["reaped"] == out["gone"]  # what the interrupted stop reaped is reported
     assert out["returncode"] == 0  # before the fix: -11, killed by SIGSEGV
     assert out["tracer"] == 0
     report = out["report"]
@@ -419,6 +422,9 @@ def test_a_parent_in_strict_seccomp_is_refused_not_killed() -> None:
         proc.stdin.write("x")
         proc.stdin.close()
         assert proc.wait(10) == 0  # read returned, _exit(0): never killed
+        # Its zombie was re-parented to us (the session's subreaper) when it
+        # exited: ours now, not reaped, so the PID is safe to wait for.
+        assert os.waitpid(zombie, 0) == (zombie, 3 << 8)
     finally:
         end(proc)
 

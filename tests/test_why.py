@@ -368,7 +368,7 @@ print(" ".join(map(str, kids)), flush=True)
 sys.stdin.read(1)
 os.waitpid(kids[0], 0)
 sys.stdin.read(1)
-for kid in kids[1:]:
+for kid in kids[1:]:  # not left to the session's subreaper
     os.waitpid(kid, 0)
 """
 

@@ -11,6 +11,8 @@ start time, held by pidfds from the check to the action.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import resource
 import signal
 import sys
 from typing import TYPE_CHECKING
@@ -32,6 +34,7 @@ from undertaker.remedy import (
     NotPermitted,
     ParentGone,
     ParentRefused,
+    ReapInterrupted,
     ReapRefused,
     plan_for,
 )
@@ -48,7 +51,10 @@ from undertaker.remedy.signals import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from undertaker.remedy import PtraceResult
+
 METHODS = ("nudge", "ptrace", "kill-parent")
+_MAX_FILES = 1 << 20  # enough for any zombie storm, far below the kernel's nr_open
 NUDGE_WAIT = 0.5  # seconds a nudged parent gets to reap
 CAVEAT = (
     "note: the parent loses these exit statuses: its own wait for a reaped child now fails "
@@ -186,16 +192,33 @@ def _do_ptrace(
         )
         log.write("ptrace", parent, zombies, dry_run=True)
         return []
-    result = plan.execute()
+    try:
+        result = plan.execute()
+    except ReapInterrupted as stopped:  # ^C: what was reaped is said and logged all the same
+        _report_ptrace(parent, zombies, stopped.result, log, interrupted=True)
+        raise
+    return _report_ptrace(parent, zombies, result, log)
+
+
+def _report_ptrace(
+    parent: Target,
+    zombies: list[Zombie],
+    result: PtraceResult,
+    log: ActionLog,
+    *,
+    interrupted: bool = False,
+) -> list[Zombie]:
     reaped = set(result.reaped)
     longest = max(result.stops, default=0.0) * 1000
     print(
         f"  ptrace: reaped {len(reaped)} of {len(zombies)} in {len(result.stops)} stop(s), "
         f"longest {longest:.1f} ms"
     )
-    for outcome in result.outcomes:
-        if not outcome.reaped:
-            print(f"  {outcome.pid:>7}  not reaped: {outcome.detail}")
+    left = [o for o in result.outcomes if not o.reaped]
+    for outcome in left if not interrupted else ():
+        print(f"  {outcome.pid:>7}  not reaped: {outcome.detail}")
+    if interrupted:
+        print(f"  ptrace: interrupted; {len(left)} zombie(s) left as they were")
     if reaped:
         print(f"  {CAVEAT}")
     log.write(
@@ -206,6 +229,7 @@ def _do_ptrace(
         reaped=sorted(reaped),
         stops_ms=[round(s * 1000, 3) for s in result.stops],
         failures={o.pid: o.detail for o in result.outcomes if not o.reaped},
+        **({"interrupted": True} if interrupted else {}),
     )
     return [z for z in zombies if z.pid not in reaped]
 
@@ -321,12 +345,26 @@ def _usage_error(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _more_descriptors() -> None:
+    """Raise the soft limit on open files towards the hard one: a pidfd is held per zombie.
+
+    A soft limit of 1,024 (systemd's default) would stop ``--all`` in a
+    storm of a thousand zombies, which is when it is needed.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, _MAX_FILES)
+    if soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def run(args: argparse.Namespace) -> int:
     """Select the zombies, apply the methods per parent, return the worst status."""
     wrong = _usage_error(args)
     if wrong:
         print(f"undertaker reap: error: {wrong}", file=sys.stderr)
         return EXIT_ERROR
+    _more_descriptors()
     try:  # before anything is done: an action must not go unlogged
         log = ActionLog(args.log)
     except OSError as err:

@@ -21,6 +21,7 @@ from undertaker.remedy._errors import (
 from undertaker.remedy.ptrace import (
     PtracePlan,
     PtraceResult,
+    ReapInterrupted,
     ZombieOutcome,
     plan_for,
     plan_ptrace_reap,
@@ -36,6 +37,7 @@ __all__ = [
     "ParentRefused",
     "PtracePlan",
     "PtraceResult",
+    "ReapInterrupted",
     "ReapRefused",
     "ZombieOutcome",
     "plan_for",

@@ -11,11 +11,12 @@ is never touched.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 from dataclasses import dataclass, field
 
-from undertaker._errors import AccessDenied, NoSuchProcess
+from undertaker._errors import AccessDenied, NoSuchProcess, UndertakerError
 from undertaker.proc._read import _read
 from undertaker.proc._stat import StatFields, StatParseError, parse_stat
 from undertaker.remedy._errors import LiveZombieLeader, NotAZombie, OtherNamespace, ParentGone
@@ -40,6 +41,16 @@ _OTHER_NAMESPACE = (
 )
 
 
+_NO_FDS = (errno.EMFILE, errno.ENFILE)
+
+
+def _out_of_fds(pid: int) -> UndertakerError:
+    return UndertakerError(
+        "out of file descriptors: one is held for each process acted on; "
+        f"raise the limit (ulimit -n) or name fewer (pid={pid})"
+    )
+
+
 def _numbers_like_us(root: str) -> bool:
     """Whether *root* numbers this process as we do.
 
@@ -62,11 +73,14 @@ def _check_pidfd_names(fd: int, pid: int, root: str) -> None:
     Raises:
         OtherNamespace: it names another process, or the procfs cannot tell.
         NoSuchProcess: the process was reaped since the pidfd was opened.
+        UndertakerError: out of file descriptors.
     """
     try:
         with open(f"{root}/self/fdinfo/{fd}", "rb") as info:
             lines = info.read().splitlines()
-    except OSError:
+    except OSError as err:
+        if err.errno in _NO_FDS:
+            raise _out_of_fds(pid) from None
         raise OtherNamespace(pid, _OTHER_NAMESPACE) from None
     for line in lines:
         if line.startswith(b"Pid:"):
@@ -77,6 +91,15 @@ def _check_pidfd_names(fd: int, pid: int, root: str) -> None:
                 raise OtherNamespace(pid, _OTHER_NAMESPACE)
             return
     # Older kernels write no Pid line: _numbers_like_us() is all we know.
+
+
+def _tgid(tid: int, root: str) -> str:
+    """The process thread *tid* belongs to, as ``/proc`` says ("?" if gone)."""
+    try:
+        with open(f"{root}/{tid}/status", "rb") as status:
+            return next(line.split()[1].decode() for line in status if line.startswith(b"Tgid:"))
+    except (OSError, StopIteration, IndexError):
+        return "?"
 
 
 @dataclass
@@ -97,6 +120,8 @@ class Target:
 
         Raises:
             NoSuchProcess: it does not exist, or it was replaced during the check.
+            OtherNamespace: *root* shows another PID namespace than ours.
+            UndertakerError: out of file descriptors (one pidfd per target).
         """
         first = read_stat(pid, root)
         if not _numbers_like_us(root):
@@ -105,10 +130,18 @@ class Target:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:
             raise NoSuchProcess(pid) from None
+        except OSError as err:  # ENOENT (EINVAL before 6.9): a thread, not a process
+            if err.errno in _NO_FDS:
+                raise _out_of_fds(pid) from None
+            if err.errno not in (errno.ENOENT, errno.EINVAL):
+                raise
+            raise NoSuchProcess(
+                pid, f"a thread of process {_tgid(pid, root)}, not a process"
+            ) from None
         try:
             _check_pidfd_names(fd, pid, root)
             again = read_stat(pid, root)
-        except (NoSuchProcess, OtherNamespace):
+        except UndertakerError:  # NoSuchProcess, OtherNamespace, out of descriptors
             os.close(fd)
             raise
         if again.start_ticks != first.start_ticks:

@@ -21,6 +21,7 @@ The status is read from ``/proc`` before the reap and returned.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import json
@@ -96,6 +97,20 @@ class PtraceResult:
         return [o.pid for o in self.outcomes if o.reaped]
 
 
+class ReapInterrupted(KeyboardInterrupt):
+    """^C during :meth:`PtracePlan.execute`, raised once the parent is restored.
+
+    A ``KeyboardInterrupt``, so callers that do not know it stop as before;
+    *result* says what was reaped before the interrupt (their exit statuses
+    are nowhere else now), and why the rest was not.
+    """
+
+    def __init__(self, result: PtraceResult) -> None:
+        """Carry the partial *result*."""
+        super().__init__(f"interrupted after reaping {len(result.reaped)} zombie(s)")
+        self.result = result
+
+
 def _describe(ret: int, zpid: int) -> str:
     if ret == zpid:
         return ""
@@ -134,6 +149,7 @@ class PtracePlan:
                 not finish, within this many seconds.
 
         Raises:
+            ReapInterrupted: ^C (SIGINT); its result holds what was reaped.
             ParentGone: the parent exited or its PID was reused since the plan.
             ParentRefused: the parent did not stop in time (stuck in D).
             NotPermitted: the kernel refused ptrace.
@@ -141,7 +157,7 @@ class PtracePlan:
         if not self.parent.same():
             raise ParentGone(self.parent.pid, "the parent exited or was replaced since the check")
         live = [z for z in self.zombies if z.same()]
-        answers, stops, held, error = _run_helper(self, live, max_stop, timeout)
+        answers, stops, held, error, interrupted = _run_helper(self, live, max_stop, timeout)
         outcomes = []
         for z in self.zombies:
             ret = answers.get(z.pid)
@@ -156,11 +172,15 @@ class PtracePlan:
                     ZombieOutcome(z.pid, z.status, reaped=False, detail="gone or replaced before")
                 )
             else:
-                why = f"not attempted: {error}" if error else "not attempted"
+                why = "interrupted" if interrupted else error
+                why = f"not attempted: {why}" if why else "not attempted"
                 outcomes.append(ZombieOutcome(z.pid, z.status, reaped=False, detail=why))
+        result = PtraceResult(self.parent.pid, outcomes, stops, held)
+        if interrupted:
+            raise ReapInterrupted(result)
         if error is not None and not answers:
             raise error
-        return PtraceResult(self.parent.pid, outcomes, stops, held)
+        return result
 
     def close(self) -> None:
         """Close every pidfd the plan holds."""
@@ -307,9 +327,12 @@ def reap_via_ptrace(
 
 def _run_helper(
     plan: PtracePlan, zombies: list[Zombie], max_stop: float, timeout: float
-) -> tuple[dict[int, int], list[float], int, Exception | None]:
-    """Fork the tracer, read its report, kill it if it hangs."""
+) -> tuple[dict[int, int], list[float], int, Exception | None, bool]:
+    """Fork the tracer, read its reports, kill it if it hangs; the last item: interrupted."""
     read_end, write_end = os.pipe()
+    # Closing stop_w asks the helper to end its stop and quit; it reports the
+    # reaps of that stop first, on the report pipe we keep reading.
+    stop_r, stop_w = os.pipe()
     # os.fork warns in a threaded process (3.12+); the child only calls
     # ptrace, os and json, all of which were imported before the fork.
     with warnings.catch_warnings():
@@ -318,32 +341,50 @@ def _run_helper(
     if pid == 0:  # the helper: whatever happens, it never returns into the caller
         try:
             os.close(read_end)
-            _helper(plan, zombies, max_stop, write_end)
+            os.close(stop_w)
+            _helper(plan, zombies, max_stop, write_end, stop_r)
         finally:
             os._exit(1)
     os.close(write_end)
+    os.close(stop_r)
+    # Held by a pidfd, not its PID: a caller that ignores SIGCHLD has its
+    # children reaped by the kernel, after which the PID may name another.
+    try:
+        helper = os.pidfd_open(pid)
+    except ProcessLookupError:
+        helper = -1  # ended and reaped already: nothing left to wait for
     answers: dict[int, int] = {}
     stops: list[float] = []
     held = 0
     error: Exception | None = None
-    stuck = False
+    stuck = interrupted = False
+    data = bytearray()
     try:
-        lines, finished = _read_lines(read_end, timeout)
-        stuck = not finished
+        try:
+            stuck = not _read_reports(read_end, data, timeout)
+        except KeyboardInterrupt:
+            # ^C: the helper ends the stop it is in (restores, detaches) and
+            # reports it; killed between a call frame and the restore, it
+            # would leave the parent running on the injected registers.
+            interrupted = True
+            os.close(stop_w)
+            stop_w = -1
+            stuck = not _read_reports(read_end, data, timeout)
     finally:
-        # Closing the pipe asks the helper to stop: its next report fails
-        # (EPIPE) once it has restored and detached the parent. Interrupted
-        # (^C), we wait for that: killed between a call frame and the restore,
-        # it would leave the parent running on the injected registers. Only a
-        # helper that stopped reporting is killed at once: it is stuck waiting
-        # for a parent that never stopped, before any register was touched.
+        # Only a helper that stopped reporting is killed at once: it is stuck
+        # waiting for a parent that never stopped, before any register was touched.
+        if stop_w >= 0:
+            os.close(stop_w)
         os.close(read_end)
-        if not _reap_helper(pid, 0.05 if stuck else timeout):
+        if not _reap_helper(helper, 0.05 if stuck else timeout):
             error = ParentRefused(
                 plan.parent.pid, f"the parent did not stop within {timeout} s (state D?)"
             )
-    for line in lines:
-        report = json.loads(line)
+    for line in data.decode(errors="replace").split("\n"):
+        try:
+            report = json.loads(line)
+        except ValueError:
+            continue  # empty, or cut by a ^C between a read and its append
         if "error" in report:
             error = _as_error(plan, report)
             continue
@@ -352,10 +393,10 @@ def _run_helper(
         answers.update({int(k): v for k, v in report["answers"].items()})
         stops.append(report["stop"])
         held += report["held"]
-    return answers, stops, held, error
+    return answers, stops, held, error, interrupted
 
 
-def _helper(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -> None:
+def _helper(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int, stop: int) -> None:
     """Run the batches in the forked helper, report, and exit."""
     # A terminal's ^C or a group kill must not end it between setting the
     # injection frame and restoring the parent's registers; the caller still
@@ -368,7 +409,7 @@ def _helper(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) 
     gc.disable()
     code = 0
     try:
-        report = _trace(plan, zombies, max_stop, out)
+        report = _trace(plan, zombies, max_stop, out, stop)
     except BaseException as err:  # noqa: BLE001  (reported to the caller, then exit)
         report = {
             "error": type(err).__name__,
@@ -382,39 +423,50 @@ def _helper(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) 
         os._exit(code)
 
 
-def _read_lines(fd: int, timeout: float) -> tuple[list[str], bool]:
-    """Read newline-ended reports until EOF (True) or *timeout* without progress (False)."""
-    data = b""
-    finished = False
+def _read_reports(fd: int, data: bytearray, timeout: float) -> bool:
+    """Append reports to *data* until EOF (True) or *timeout* without progress (False).
+
+    *data* keeps what was read when a ^C interrupts. poll, not select: with
+    a pidfd held per zombie, the pipe's number is past select's 1,023.
+    """
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
     while True:
-        ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
-            break
+        if not poller.poll(timeout * 1000):
+            return False
         chunk = os.read(fd, 65536)
         if not chunk:
-            finished = True
-            break
+            return True
         data += chunk
-    return [line for line in data.decode().split("\n") if line], finished
 
 
-def _caller_gone(out: int) -> bool:
-    """Whether the caller closed its end of the report pipe (interrupted, or dead)."""
+def _caller_gone(stop: int) -> bool:
+    """Whether the caller closed its end of the stop pipe (interrupted, or dead)."""
     poller = select.poll()
-    poller.register(out, 0)  # POLLERR, reported always: the reading end is closed
+    poller.register(stop, 0)  # POLLHUP, reported always: the writing end is closed
     return bool(poller.poll(0))
 
 
-def _reap_helper(pid: int, timeout: float) -> bool:
-    """Wait for the helper; kill it (ours, not yet reaped: the PID is safe) when stuck."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return True
-        time.sleep(0.001)
-    os.kill(pid, 9)  # its exit detaches the kernel's trace of the parent
-    os.waitpid(pid, 0)
-    return False
+def _reap_helper(pidfd: int, timeout: float) -> bool:
+    """Wait for the helper to end and reap it, through its pidfd; kill it when stuck.
+
+    Returns False when it had to be killed. Where the caller ignores SIGCHLD
+    the kernel reaps it, and the wait finds nothing (ECHILD).
+    """
+    if pidfd < 0:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)  # readable once it has exited
+        ended = bool(poller.poll(timeout * 1000))
+        if not ended:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)  # its exit ends the trace
+        with contextlib.suppress(ChildProcessError):
+            os.waitid(os.P_PIDFD, pidfd, os.WEXITED)
+    finally:
+        os.close(pidfd)
+    return ended
 
 
 def _as_error(plan: PtracePlan, report: dict[str, object]) -> Exception:
@@ -436,18 +488,20 @@ def _as_error(plan: PtracePlan, report: dict[str, object]) -> Exception:
     return ParentRefused(pid, f"ptrace failed: {report['message']}")
 
 
-def _follow(tid: int) -> None:
-    """Run the tracer on the CPU the stopped thread is on.
+def _follow(tid: int, allowed: set[int]) -> None:
+    """Run the tracer on the CPU the stopped thread is on, if it is one of *allowed*.
 
     Each injected call wakes the parent, then the parent wakes us: on one CPU
     both wake-ups stay local (no cross-CPU interrupt, no idle CPU to rouse):
-    15-40% more reaps per second here (bench/README.md). Where the CPU is not
-    ours to use (cpuset), the tracer stays where it is.
+    15-40% more reaps per second here (bench/README.md). *allowed* is the
+    caller's affinity: a CPU outside it (``taskset``, which root could
+    override, or a cpuset, which it cannot) is left alone.
     """
     try:
         with open(f"/proc/{tid}/stat", "rb") as stat:
             cpu = int(stat.read().rsplit(b")", 1)[1].split()[_PROCESSOR])
-        os.sched_setaffinity(0, {cpu})
+        if cpu in allowed:
+            os.sched_setaffinity(0, {cpu})
     except (OSError, ValueError, IndexError):
         pass
 
@@ -460,24 +514,27 @@ def _search(plan: PtracePlan, mem: int) -> tuple[int, int | None]:
     return mem, find_site(plan.thread, plan.arch, mem)
 
 
-def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -> dict[str, object]:
+def _trace(
+    plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int, stop: int
+) -> dict[str, object]:
     """The helper's work: batches of injected wait4 calls, each within *max_stop*."""
     pending = list(zombies)
     fallback: int | None = None
     per_reap = 0.0
     mem = -1
+    allowed = os.sched_getaffinity(0)  # the caller's, inherited through the fork
     try:  # before the first stop when we may (root): the search costs milliseconds
         mem, fallback = _search(plan, mem)
     except OSError:
         pass  # only the tracer may read it: after the attach
     try:
-        while pending and not _caller_gone(out):
+        while pending and not _caller_gone(stop):
             tracee = Tracee(plan.thread, plan.arch)
             start = time.monotonic()
             tracee.attach()
             answers: dict[int, int] = {}
             try:
-                _follow(plan.thread)
+                _follow(plan.thread, allowed)
                 if not plan.parent.alive():  # the PID we attached may be a newcomer's
                     raise ParentGone(plan.parent.pid, "the parent was replaced before the attach")
                 refusal = plan.arch.refuse(tracee.saved)
@@ -493,6 +550,8 @@ def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -
                     zombie = pending[0]
                     if answers and time.monotonic() - start + 2 * per_reap > _SLACK * max_stop:
                         break  # one more reap and the detach would overrun: the rest next stop
+                    if _caller_gone(stop):
+                        break  # ^C: restore the parent now
                     began = time.monotonic()
                     pending.pop(0)
                     if zombie.alive():  # not reaped, so its PID still names it
@@ -505,8 +564,8 @@ def _trace(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int) -
                 try:
                     tracee.detach()
                 finally:  # what was reaped is reported even when something failed
-                    stop = time.monotonic() - start
-                    batch = {"answers": answers, "stop": stop, "held": tracee.held}
+                    lasted = time.monotonic() - start
+                    batch = {"answers": answers, "stop": lasted, "held": tracee.held}
                     os.write(out, (json.dumps(batch) + "\n").encode())
             if pending:
                 time.sleep(_PAUSE)
