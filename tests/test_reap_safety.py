@@ -432,3 +432,44 @@ def test_a_parent_in_strict_seccomp_is_refused_not_killed() -> None:
 def _seccomp(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         return int(next(x for x in status if x.startswith("Seccomp:")).split()[1])
+
+
+# A real SIGINT sent to ourselves at the very moment the tracer is forked
+# (in the parent's after-fork hook), before any line that handles ^C.
+_INTERRUPTED_AT_FORK = r"""
+import json, os, signal
+from undertaker.remedy import ReapInterrupted, reap_via_ptrace
+from undertaker.testing import ZombieParent, ZombieSpec
+
+with ZombieParent([ZombieSpec(code=3)] * 20) as parent:
+    sent = []
+    def hit():
+        if not sent:
+            sent.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+    os.register_at_fork(after_in_parent=hit)
+    try:
+        reap_via_ptrace(parent.pid, parent.zombies)
+        how = "finished"
+    except ReapInterrupted:
+        how = "interrupted"
+    with open(f"/proc/{parent.pid}/status") as status:
+        tracer = int(next(l for l in status if l.startswith("TracerPid")).split()[1])
+    kids = []
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as f:
+            kids += [int(p) for p in f.read().split()]
+    print(json.dumps({"how": how, "tracer": tracer,
+                      "helpers_left": [k for k in kids if k != parent.pid]}))
+"""
+
+
+def test_a_ctrl_c_at_the_fork_of_the_tracer_is_handled_like_any_other() -> None:
+    """Before: KeyboardInterrupt escaped before its handler; the tracer was left unwaited."""
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_AT_FORK],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out == {"how": "interrupted", "tracer": 0, "helpers_left": []}

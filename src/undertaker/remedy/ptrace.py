@@ -28,6 +28,7 @@ import json
 import os
 import select
 import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from undertaker.remedy._target import Target, Zombie, open_parent
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from typing import Any
 
     from undertaker.wait import WaitStatus
 
@@ -329,30 +331,37 @@ def _run_helper(
     plan: PtracePlan, zombies: list[Zombie], max_stop: float, timeout: float
 ) -> tuple[dict[int, int], list[float], int, Exception | None, bool]:
     """Fork the tracer, read its reports, kill it if it hangs; the last item: interrupted."""
-    read_end, write_end = os.pipe()
-    # Closing stop_w asks the helper to end its stop and quit; it reports the
-    # reaps of that stop first, on the report pipe we keep reading.
-    stop_r, stop_w = os.pipe()
-    # os.fork warns in a threaded process (3.12+); the child only calls
-    # ptrace, os and json, all of which were imported before the fork.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # the helper: whatever happens, it never returns into the caller
-        try:
-            os.close(read_end)
-            os.close(stop_w)
-            _helper(plan, zombies, max_stop, write_end, stop_r)
-        finally:
-            os._exit(1)
-    os.close(write_end)
-    os.close(stop_r)
-    # Held by a pidfd, not its PID: a caller that ignores SIGCHLD has its
-    # children reaped by the kernel, after which the PID may name another.
+    # A ^C between the fork and the handler below would leave the helper
+    # unwaited and its reports unread: it waits until we can handle it.
+    held_int = _HeldInterrupt()
     try:
-        helper = os.pidfd_open(pid)
-    except ProcessLookupError:
-        helper = -1  # ended and reaped already: nothing left to wait for
+        read_end, write_end = os.pipe()
+        # Closing stop_w asks the helper to end its stop and quit; it reports the
+        # reaps of that stop first, on the report pipe we keep reading.
+        stop_r, stop_w = os.pipe()
+        # os.fork warns in a threaded process (3.12+); the child only calls
+        # ptrace, os and json, all of which were imported before the fork.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the helper: whatever happens, it never returns into the caller
+            try:
+                os.close(read_end)
+                os.close(stop_w)
+                _helper(plan, zombies, max_stop, write_end, stop_r)
+            finally:
+                os._exit(1)
+        os.close(write_end)
+        os.close(stop_r)
+        # Held by a pidfd, not its PID: a caller that ignores SIGCHLD has its
+        # children reaped by the kernel, after which the PID may name another.
+        try:
+            helper = os.pidfd_open(pid)
+        except ProcessLookupError:
+            helper = -1  # ended and reaped already: nothing left to wait for
+    except BaseException:
+        held_int.deliver()
+        raise
     answers: dict[int, int] = {}
     stops: list[float] = []
     held = 0
@@ -361,6 +370,7 @@ def _run_helper(
     data = bytearray()
     try:
         try:
+            held_int.deliver()  # a ^C held since the fork is raised here
             stuck = not _read_reports(read_end, data, timeout)
         except KeyboardInterrupt:
             # ^C: the helper ends the stop it is in (restores, detaches) and
@@ -394,6 +404,40 @@ def _run_helper(
         stops.append(report["stop"])
         held += report["held"]
     return answers, stops, held, error, interrupted
+
+
+class _HeldInterrupt:
+    """Note a SIGINT instead of acting on it, until :meth:`deliver` (main thread only).
+
+    Blocking the signal would not do: another thread may take it, and Python
+    then runs the main thread's handler all the same. Only the main thread
+    gets KeyboardInterrupt, so elsewhere nothing needs holding.
+    """
+
+    def __init__(self) -> None:
+        """Install the noting handler if this is the main thread and Python owns SIGINT."""
+        self.noted = False
+        self.previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            current = signal.getsignal(signal.SIGINT)
+            if current is not None:  # None: a handler set in C, left alone
+                self.previous = signal.signal(signal.SIGINT, self._note)
+
+    def _note(self, _signum: int, _frame: object) -> None:
+        self.noted = True
+
+    def deliver(self) -> None:
+        """Put the handler back and act on a SIGINT noted meanwhile, as it would have."""
+        previous, self.previous = self.previous, None
+        if previous is None:
+            return
+        signal.signal(signal.SIGINT, previous)
+        if not self.noted:
+            return
+        if callable(previous):
+            previous(signal.SIGINT, None)
+        elif previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
 
 
 def _helper(plan: PtracePlan, zombies: list[Zombie], max_stop: float, out: int, stop: int) -> None:
