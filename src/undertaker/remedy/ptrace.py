@@ -29,7 +29,7 @@ from undertaker._errors import AccessDenied, NoSuchProcess
 from undertaker.proc._read import read_nspid
 from undertaker.remedy._arch import Arch, for_machine
 from undertaker.remedy._checks import check_may_ptrace, check_parent
-from undertaker.remedy._errors import NotAZombie, ParentGone, ParentRefused
+from undertaker.remedy._errors import NotAZombie, NotPermitted, ParentGone, ParentRefused
 from undertaker.remedy._target import Target, Zombie, open_parent
 from undertaker.remedy._tracer import _run_helper
 
@@ -255,17 +255,28 @@ def _pids_inside(parent: Target, zombies: list[Zombie]) -> dict[int, int]:
     """The zombies' PIDs as a parent in a nested PID namespace (a container) sees them.
 
     Empty when the parent is in our namespace: then they are the same.
+
+    Raises:
+        NotPermitted: a ``status`` we may not read, where a guess could give
+            ``wait4`` another child's number. (Not seen in practice: what
+            ptrace needs, the same uid or CAP_SYS_PTRACE, also lets us read.)
     """
     try:
         depth = len(read_nspid(parent.pid))
-    except (NoSuchProcess, AccessDenied):
-        return {}
+    except NoSuchProcess:
+        return {}  # gone: the execute finds it so
+    except AccessDenied:
+        raise NotPermitted(parent.pid, "cannot read its PID namespace (status hidden)") from None
     inside = {}
     for zombie in zombies if depth > 1 else ():
         try:
             nspid = read_nspid(zombie.pid)
-        except (NoSuchProcess, AccessDenied):
+        except NoSuchProcess:
             continue  # reaped meanwhile: the execute finds it gone
+        except AccessDenied:
+            raise NotPermitted(
+                zombie.pid, "cannot read its PID in its parent's namespace"
+            ) from None
         if len(nspid) >= depth:  # a child lives in its parent's namespace or below
             inside[zombie.pid] = nspid[depth - 1]
     return inside
